@@ -1,0 +1,224 @@
+"""The aiohttp application: the webhook WeChat posts to, and its retry handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from bot import keys
+from bot.dialogs import Dialog
+from bot.dispatcher import Context, Dispatcher, Reply
+from bot.errors import RefusedRequest
+from bot.protocol import (
+    Envelope,
+    Incoming,
+    MessageCrypto,
+    open_envelope,
+    read_incoming,
+    sign,
+    signature_matches,
+    text_reply_xml,
+    transfer_reply_xml,
+)
+from bot.redis_conn import connect_redis
+from bot.services import Services
+from bot.texts import Texts
+from bot.wechat_api import WeChatAPI
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", Services)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+CRYPTO = web.AppKey("crypto", MessageCrypto)
+LATE_REPLIES = web.AppKey("late_replies", set)
+
+WEBHOOK_PATH = "/wechat"
+PENDING = "\x00pending"
+SUCCESS_BODY = "success"
+
+
+def create_app(settings: Settings, *, with_database: bool = True) -> web.Application:
+    """Build the application; connections open on start-up and close on clean-up."""
+    from handlers import all_routers
+
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[DISPATCHER] = Dispatcher(all_routers())
+    app[CRYPTO] = MessageCrypto(
+        settings.token, settings.app_id, settings.aes_key, settings.aes_key_previous
+    )
+    app[LATE_REPLIES] = set()
+    if with_database:
+        app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_services)
+    app.router.add_get(WEBHOOK_PATH, verify_url)
+    app.router.add_post(WEBHOOK_PATH, receive)
+    app.router.add_get("/healthz", healthz)
+    _add_staff_routes(app)
+    return app
+
+
+def _add_staff_routes(app: web.Application) -> None:
+    """Mount the staff and administrators' HTTP API when the project has one."""
+    try:
+        from bot import staff_api
+    except ImportError:
+        return
+    staff_api.setup(app)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    from models.db import close_db, init_db
+
+    await init_db(app[SETTINGS].database_url)
+    yield
+    await close_db()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = connect_redis(settings.redis_url)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    api = WeChatAPI(settings, redis, session)
+    app[SERVICES] = Services(settings=settings, redis=redis, texts=Texts(), api=api)
+    yield
+    pending = app[LATE_REPLIES]
+    if pending:
+        await asyncio.wait(pending, timeout=settings.reply_budget_s + 5)
+    await session.close()
+    await redis.aclose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[SERVICES].redis.ping()
+    return web.json_response({"ok": True})
+
+
+async def verify_url(request: web.Request) -> web.Response:
+    """Answer the platform's URL check: echo `echostr` when the signature is right."""
+    query = request.query
+    token = request.app[SETTINGS].token
+    expected = sign(token, query.get("timestamp", ""), query.get("nonce", ""))
+    if not query.get("timestamp") or not signature_matches(expected, query.get("signature")):
+        log.warning("verification refused reason=signature")
+        return web.Response(status=403, text="signature does not match")
+    return web.Response(text=query.get("echostr", ""), content_type="text/plain")
+
+
+async def receive(request: web.Request) -> web.Response:
+    """Verify, open, de-duplicate and answer one delivery from WeChat."""
+    started = time.perf_counter()
+    app = request.app
+    settings, crypto = app[SETTINGS], app[CRYPTO]
+    try:
+        body = await _read_body(request, settings.max_body_bytes)
+        envelope = open_envelope(body, request.query, crypto, settings.message_mode)
+        incoming = read_incoming(envelope.xml)
+    except RefusedRequest as exc:
+        log.warning("delivery refused status=%d reason=%s", exc.status, exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+
+    services = app[SERVICES]
+    claimed, stored_dialog, language = await _claim(services, incoming)
+    if not claimed:
+        xml = await _wait_for_first(services, incoming)
+        service, is_retry = "retry", True
+    else:
+        dialog = Dialog(services.redis, incoming.openid, settings.dialog_ttl_s, stored_dialog)
+        ctx = Context(incoming, services, dialog, language=language or "zh")
+        xml = await _answer(app, ctx)
+        await services.redis.set(keys.dedup_key(incoming.delivery_id), xml, ex=keys.DEDUP_TTL_S)
+        service, is_retry = ctx.service or "-", False
+
+    ms = (time.perf_counter() - started) * 1000
+    log.info(
+        "message handled type=%s event=%s service=%s ms=%.1f retry=%s",
+        incoming.msg_type,
+        incoming.event or "-",
+        service,
+        ms,
+        is_retry,
+    )
+    return _respond(xml, envelope, crypto, request)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise RefusedRequest(413, "body is larger than the limit")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise RefusedRequest(413, "body is larger than the limit")
+    return body
+
+
+async def _claim(services: Services, incoming: Incoming) -> tuple[bool, str | None, str | None]:
+    """Claim the delivery and load the citizen's dialog and language in one round trip."""
+    pipe = services.redis.pipeline(transaction=False)
+    pipe.set(keys.dedup_key(incoming.delivery_id), PENDING, nx=True, ex=keys.DEDUP_TTL_S)
+    pipe.get(keys.dialog_key(incoming.openid))
+    pipe.hget(keys.citizen_key(incoming.openid), "language")
+    claimed, dialog, language = await pipe.execute()
+    return bool(claimed), dialog, language
+
+
+async def _wait_for_first(services: Services, incoming: Incoming) -> str:
+    """Return the reply the first delivery gave, waiting while it is still being handled."""
+    key = keys.dedup_key(incoming.delivery_id)
+    deadline = time.monotonic() + services.settings.reply_budget_s
+    while True:
+        stored = await services.redis.get(key)
+        if stored is None or stored != PENDING:
+            return stored or SUCCESS_BODY
+        if time.monotonic() >= deadline:
+            return SUCCESS_BODY
+        await asyncio.sleep(keys.DEDUP_POLL_S)
+
+
+async def _answer(app: web.Application, ctx: Context) -> str:
+    """Dispatch within the reply budget; an overrun is answered later by customer service."""
+    dispatcher = app[DISPATCHER]
+    task = asyncio.ensure_future(dispatcher.dispatch(ctx))
+    done, _ = await asyncio.wait({task}, timeout=app[SETTINGS].reply_budget_s)
+    if task in done:
+        return _reply_xml(ctx.incoming, task.result())
+    log.warning("reply budget overrun service=%s: answering by customer service", ctx.service)
+    late = asyncio.ensure_future(_send_late(ctx, task))
+    app[LATE_REPLIES].add(late)
+    late.add_done_callback(app[LATE_REPLIES].discard)
+    return SUCCESS_BODY
+
+
+async def _send_late(ctx: Context, task: asyncio.Future[Reply]) -> None:
+    reply = await task
+    if reply.text is None:
+        return
+    try:
+        await ctx.services.api.send_text(ctx.openid, reply.text)
+    except Exception:
+        log.exception("late reply failed service=%s", ctx.service)
+
+
+def _reply_xml(incoming: Incoming, reply: Reply) -> str:
+    if reply.is_transfer:
+        return transfer_reply_xml(incoming)
+    if reply.text is None:
+        return SUCCESS_BODY
+    return text_reply_xml(incoming, reply.text)
+
+
+def _respond(
+    xml: str, envelope: Envelope, crypto: MessageCrypto, request: web.Request
+) -> web.Response:
+    if xml == SUCCESS_BODY or not envelope.encrypted:
+        return web.Response(text=xml, content_type="text/xml" if xml != SUCCESS_BODY else None)
+    nonce = request.query.get("nonce", "")
+    timestamp = request.query.get("timestamp", "")
+    sealed = crypto.encrypt(xml, envelope.key_index, nonce, timestamp)
+    return web.Response(text=sealed, content_type="text/xml")

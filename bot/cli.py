@@ -1,0 +1,165 @@
+"""`python -m bot`: serve the webhook, chat with it, keep the menu and the database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from config.settings import CONFIG_DIR, Settings, SettingsError, load_settings
+
+log = logging.getLogger("bot")
+DEV_CONFIG = CONFIG_DIR / "dev.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    result: int = args.run(settings, args)
+    return result
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = args.config or (DEV_CONFIG if getattr(args, "dev", False) else None)
+    return load_settings(config_file=config)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("-c", "--config", help="a TOML settings file (else BOT_CONFIG / env)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
+    sub = parser.add_subparsers(title="commands")
+
+    serve = sub.add_parser("serve", help="run the webhook")
+    serve.add_argument("--host", help="address to listen on (default from settings)")
+    serve.add_argument("--port", type=int, help="port to listen on (default from settings)")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="use config/dev.toml, prepare the database and run the WeChat API stand-in",
+    )
+    serve.set_defaults(run=_serve)
+
+    db = sub.add_parser("db", help="create, migrate and seed the database")
+    db.add_argument("action", choices=["create", "migrate", "seed"])
+    db.set_defaults(run=_db)
+
+    menu = sub.add_parser("menu", help="show, check or post the menu in config/menu.toml")
+    menu.add_argument("action", choices=["show", "check", "sync"])
+    menu.set_defaults(run=_menu)
+
+    try:
+        from bot import simulator
+    except ImportError:
+        pass
+    else:
+        simulator.add_parser(sub)
+    try:
+        from bot import standin
+    except ImportError:
+        pass
+    else:
+        standin.add_parser(sub)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    if args.dev:
+        asyncio.run(prepare_database(settings))
+    host, port = args.host or settings.host, args.port or settings.port
+    app = create_app(settings)
+    if args.dev:
+        from bot import standin
+
+        standin.run_beside(app, settings)
+    log.info(
+        "webhook listening url=http://%s:%d/wechat mode=%s", host, port, settings.message_mode
+    )
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Apply migrations, then seed halls and categories from config/."""
+    from models.db import close_db, init_db, migrate, seed
+
+    await migrate(settings.database_url)
+    await init_db(settings.database_url)
+    try:
+        await seed()
+    finally:
+        await close_db()
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from models.db import close_db, init_db, migrate, seed
+
+    async def run() -> None:
+        if args.action in ("create", "migrate"):
+            await migrate(settings.database_url)
+            print("migrations applied")
+        if args.action in ("create", "seed"):
+            await init_db(settings.database_url)
+            try:
+                counts = await seed()
+            finally:
+                await close_db()
+            print(f"seeded {counts['categories']} categories and {counts['halls']} halls")
+
+    asyncio.run(run())
+    return 0
+
+
+def _menu(settings: Settings, args: argparse.Namespace) -> int:
+    from config.menu import check_menu, load_menu, platform_payload
+
+    menu = load_menu()
+    problems = check_menu(menu)
+    if args.action == "show":
+        for button in menu["button"]:
+            print(button["name"])
+            for sub in button.get("sub_button", []):
+                print(f"  {sub['name']:<8} {sub['type']:<17} {sub.get('key', sub.get('url', ''))}")
+        return 0
+    for problem in problems:
+        print(f"menu: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    if args.action == "check":
+        print("menu ok: within the platform's limits")
+        return 0
+    asyncio.run(_sync_menu(settings, platform_payload(menu)))
+    print("menu posted")
+    return 0
+
+
+async def _sync_menu(settings: Settings, payload: dict[str, object]) -> None:
+    import aiohttp
+
+    from bot.redis_conn import connect_redis
+    from bot.wechat_api import WeChatAPI
+
+    redis = connect_redis(settings.redis_url)
+    async with aiohttp.ClientSession() as session:
+        await WeChatAPI(settings, redis, session).create_menu(payload)
+    await redis.aclose()
+    log.debug("menu payload %s", json.dumps(payload, ensure_ascii=False))

@@ -1,0 +1,50 @@
+"""The project's exceptions; the messages of CitizenError subclasses are safe to show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BotError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class RefusedRequest(BotError):
+    """A webhook request that is refused with a 4xx and leaves no state behind."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class CitizenError(BotError):
+    """A rule the citizen ran into; `template` and `context` render the polite answer."""
+
+    template = "errors/generic.j2"
+
+    def __init__(self, reason: str = "", **context: Any) -> None:
+        super().__init__(reason or self.__class__.__name__)
+        self.context = context
+
+
+class WeChatAPIError(BotError):
+    """The WeChat API answered with a non-zero errcode."""
+
+    def __init__(self, errcode: int, errmsg: str, path: str = "") -> None:
+        super().__init__(f"errcode={errcode} errmsg={errmsg} path={path}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.path = path
+
+    @property
+    def is_token_error(self) -> bool:
+        return self.errcode in (40001, 40014, 42001)
+
+    @property
+    def is_retryable(self) -> bool:
+        return self.errcode == -1  # system busy; quota (45009) is not worth retrying soon
+
+    @property
+    def is_not_follower(self) -> bool:
+        return self.errcode in (43004, 40003)

@@ -1,0 +1,36 @@
+"""Every Redis key prefix and TTL the project uses, in one place."""
+
+# A delivery seen within this time is a retry. WeChat retries up to ~15 s apart, 3 times.
+DEDUP_PREFIX = "dedup:"
+DEDUP_TTL_S = 300
+
+# While the first delivery still runs, a retry polls for its reply this often.
+DEDUP_POLL_S = 0.02
+
+# Dialog state of one citizen. Kept beyond its own timeout so that a late answer can be told
+# the dialog timed out instead of being treated as a new question.
+DIALOG_PREFIX = "dialog:"
+DIALOG_GRACE_S = 24 * 3600
+
+# The shared access token, and the lock held by the one process that refreshes it.
+TOKEN_KEY = "wechat:access_token"
+TOKEN_LOCK_KEY = "wechat:access_token:lock"
+TOKEN_LOCK_TTL_S = 10
+# Refresh this long before the platform's expiry so no process sends with a dying token.
+TOKEN_EARLY_S = 300
+
+# Cache of a citizen's follow state and language, read on every message.
+CITIZEN_PREFIX = "citizen:"
+CITIZEN_TTL_S = 3600
+
+
+def dedup_key(delivery_id: str) -> str:
+    return DEDUP_PREFIX + delivery_id
+
+
+def dialog_key(openid: str) -> str:
+    return DIALOG_PREFIX + openid
+
+
+def citizen_key(openid: str) -> str:
+    return CITIZEN_PREFIX + openid

@@ -1,0 +1,1 @@
+"""Settings, the menu and the seed data of the hall."""

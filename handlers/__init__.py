@@ -1,0 +1,12 @@
+"""One module per citizen service; each exposes a `router`."""
+
+from __future__ import annotations
+
+from bot.dispatcher import Router
+
+
+def all_routers() -> list[Router]:
+    """Return every service's router, in the order the dispatcher includes them."""
+    from handlers import coming_soon, welcome
+
+    return [welcome.router, coming_soon.router]

@@ -1,0 +1,67 @@
+"""Follow and unfollow, help, and answers for what no other service claims."""
+
+from __future__ import annotations
+
+import logging
+
+from bot import keys
+from bot.dispatcher import Context, Reply, Router
+from config.menu import entries
+from models.citizen import Citizen
+
+log = logging.getLogger(__name__)
+router = Router("welcome")
+
+
+def _menu_names() -> list[str]:
+    return [e.name for e in entries().values()]
+
+
+@router.event("subscribe", "subscribe_scan")
+async def welcome_follower(ctx: Context) -> Reply:
+    """A new follower sees what the account can do and how to start."""
+    await Citizen.follow(ctx.openid, ctx.now())
+    await ctx.services.redis.hset(keys.citizen_key(ctx.openid), "following", "1")
+    return ctx.reply("welcome/subscribe.j2", services=_menu_names())
+
+
+@router.event("unsubscribe")
+async def forget_follower(ctx: Context) -> Reply:
+    """The citizen left: mark them so that no notice is sent again."""
+    await Citizen.unfollow(ctx.openid, ctx.now())
+    await ctx.services.redis.delete(keys.citizen_key(ctx.openid), keys.dialog_key(ctx.openid))
+    log.info("citizen unfollowed")
+    return Reply()
+
+
+@router.event("dialog_cancelled")
+async def leave_dialog(ctx: Context) -> Reply:
+    """The citizen typed 取消 in the middle of a dialog: it is left, nothing is kept."""
+    await ctx.dialog.finish()
+    return ctx.reply("welcome/cancelled.j2")
+
+
+@router.event("dialog_expired")
+async def dialog_timed_out(ctx: Context) -> Reply:
+    """An answer came after the dialog timed out: say so and show how to start again."""
+    await ctx.dialog.finish()
+    return ctx.reply("welcome/expired.j2")
+
+
+@router.text("帮助", "菜单", "help", "你好", "您好", "hi", "hello")
+@router.default
+async def show_help(ctx: Context) -> Reply:
+    """Anything unclaimed gets the list of services and how to reach them."""
+    return ctx.reply("welcome/help.j2", services=_menu_names(), words=ctx.words)
+
+
+@router.message("image", "voice", "video", "shortvideo", "link", "file", "*")
+async def explain_media(ctx: Context) -> Reply:
+    """A picture, video or link on its own: say what the account understands."""
+    return ctx.reply("welcome/media.j2", msg_type=ctx.incoming.msg_type)
+
+
+@router.event("*")
+async def ignore_event(ctx: Context) -> Reply:
+    """Events with no service (a VIEW tap, a receipt nobody awaits) get `success`."""
+    return Reply()

@@ -1,0 +1,1 @@
+"""The tables and the rules that guard them."""

@@ -1,0 +1,94 @@
+"""Database set-up: the tortoise configuration, migrations and seeding from config/."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+
+from config.settings import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+MODEL_MODULES = ["models.citizen", "models.hall"]
+SEED_FILE = CONFIG_DIR / "halls.toml"
+# For the `tortoise` command (makemigrations): `tortoise -c models.db.TORTOISE_ORM ...`
+TORTOISE_ORM: dict[str, Any] = {}
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    url = database_url
+    if url.startswith("postgresql://"):
+        url = "postgres://" + url[len("postgresql://") :]
+    return {
+        "connections": {"default": url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _ensure_sqlite_dir(database_url: str) -> None:
+    if database_url.startswith("sqlite://") and ":memory:" not in database_url:
+        Path(database_url[len("sqlite://") :]).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def init_db(database_url: str) -> None:
+    _ensure_sqlite_dir(database_url)
+    await Tortoise.init(config=tortoise_config(database_url))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate(database_url: str) -> None:
+    """Apply every migration in models/migrations to the database."""
+    from tortoise.migrations.api.migrate import migrate as run_migrations
+
+    _ensure_sqlite_dir(database_url)
+    await run_migrations(config=tortoise_config(database_url))
+    await Tortoise.close_connections()
+
+
+def load_seed(path: Path = SEED_FILE) -> dict[str, Any]:
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+async def seed(path: Path = SEED_FILE) -> dict[str, int]:
+    """Create or update the categories and halls in `path`; return how many of each."""
+    from models.hall import HALL_KINDS, Category, Hall
+
+    data = load_seed(path)
+    categories = {}
+    for sort, item in enumerate(data.get("categories", [])):
+        defaults = {k: item[k] for k in ("name", "prefix") if k in item}
+        defaults.update(description=item.get("description", ""), sort=sort)
+        category, _ = await Category.update_or_create(defaults, code=item["code"])
+        categories[category.code] = category
+    halls = 0
+    for sort, item in enumerate(data.get("halls", [])):
+        if item.get("kind", "branch") not in HALL_KINDS:
+            raise ValueError(f"hall {item['code']}: kind must be one of {HALL_KINDS}")
+        fields = {k: v for k, v in item.items() if k not in ("code", "categories")}
+        fields["sort"] = sort
+        hall, _ = await Hall.update_or_create(fields, code=item["code"])
+        await hall.categories.clear()
+        chosen = [categories[c] for c in item.get("categories", [])]
+        if chosen:
+            await hall.categories.add(*chosen)
+        halls += 1
+    log.info("seeded categories=%d halls=%d", len(categories), halls)
+    return {"categories": len(categories), "halls": halls}
+
+
+TORTOISE_ORM.update(tortoise_config("sqlite://data/makemigrations.sqlite3"))
