@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Words that leave any dialog, whatever step it is at.
 CANCEL_WORDS = frozenset({"取消", "退出", "算了", "不要了", "返回", "cancel", "quit", "exit"})
+# Events that mean the citizen pressed something in the menu.
+TAP_EVENTS = frozenset({"click", "scancode_push", "scancode_waitmsg", "location_select"})
 _TRAILING = "。.!！?？~～,，、；;：: "
 
 
@@ -237,7 +239,7 @@ class Dispatcher:
             route = self.scenes.get(prefix)
         if route is None and incoming.event_key and incoming.event not in ("view",):
             route = self.menu_keys.get(incoming.event_key)
-        is_tap = route is not None or incoming.event in ("click", "scancode_push", "scancode_waitmsg")
+        is_tap = route is not None or incoming.event in TAP_EVENTS
         if is_tap and ctx.dialog.is_active:
             # A menu tap or a scan starts afresh: whatever dialog was open is left cleanly.
             await ctx.dialog.finish()
