@@ -56,8 +56,11 @@ async def migrate(database_url: str) -> None:
     from tortoise.migrations.api.migrate import migrate as run_migrations
 
     _ensure_sqlite_dir(database_url)
-    await run_migrations(config=tortoise_config(database_url))
-    await Tortoise.close_connections()
+    try:
+        await run_migrations(config=tortoise_config(database_url))
+    finally:
+        # An open aiosqlite thread would keep the process alive after a failed migration.
+        await Tortoise.close_connections()
 
 
 def load_seed(path: Path = SEED_FILE) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Notices pushed to citizens: one row per (subject, kind), claimed before it is sent."""
+"""Notices pushed to citizens: one row per subject and kind, claimed before it is sent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ NOTICE_STATES = ("pending", "sending", "sent", "delivered", "failed", "blocked",
 
 
 class Notice(Model):
-    """A template or subscription notice; the unique (ref, kind) makes each go out once."""
+    """A template or subscription notice. The unique (ref, kind) makes each go out once."""
 
     id = fields.IntField(primary_key=True)
     kind = fields.CharField(max_length=32)

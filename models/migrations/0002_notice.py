@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('sent_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('delivered_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'notice', 'app': 'models', 'unique_together': (('ref', 'kind'),), 'pk_attr': 'id', 'table_description': 'A template or subscription notice; the unique (ref, kind) makes each go out once.'},
+            options={'table': 'notice', 'app': 'models', 'unique_together': (('ref', 'kind'),), 'pk_attr': 'id', 'table_description': 'A template or subscription notice. The unique (ref, kind) makes each go out once.'},
             bases=['Model'],
         ),
     ]
