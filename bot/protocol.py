@@ -106,11 +106,11 @@ def open_envelope(
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RefusedRequest(400, "body is not UTF-8") from None
-    outer = parse_xml(text)
+    outer = parse_xml(_strip_invalid(text))
     if query.get("encrypt_type", "raw") != "aes":
         if mode == "safe":
             raise RefusedRequest(400, "safe mode accepts encrypted messages only")
-        return Envelope(text)
+        return Envelope(_strip_invalid(text))
     encrypt = outer.get("Encrypt")
     if not isinstance(encrypt, str) or not crypto.has_key:
         raise RefusedRequest(400, "encrypted message without Encrypt or without a key")
@@ -120,8 +120,15 @@ def open_envelope(
     xml, key_index = crypto.decrypt(encrypt)
     if _DECLARATION.search(xml.encode("utf-8")):
         raise RefusedRequest(400, "DOCTYPE and ENTITY declarations are not accepted")
+    xml = _strip_invalid(xml)
     parse_xml(xml)
     return Envelope(xml, encrypted=True, key_index=key_index)
+
+
+def _strip_invalid(text: str) -> str:
+    # A control character a citizen typed may reach us raw; XML 1.0 cannot carry it, and a
+    # refusal would show the citizen "service unavailable", so it is dropped instead.
+    return _XML_INVALID.sub("", text)
 
 
 def parse_xml(text: str) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""Settings: every missing or wrong value is named at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import SettingsError, load_settings
+
+GOOD = {
+    "WECHAT_TOKEN": "tok123",
+    "WECHAT_APPID": "wx0001",
+    "WECHAT_APPSECRET": "s",
+    "WECHAT_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+}
+
+
+def test_environment_gives_valid_settings() -> None:
+    settings = load_settings(GOOD)
+    assert (settings.token, settings.message_mode, settings.timezone) == (
+        "tok123",
+        "safe",
+        "Asia/Shanghai",
+    )
+    assert settings.uses_redis_standin
+
+
+def test_each_problem_is_named() -> None:
+    env = {
+        "WECHAT_MODE": "secret",
+        "WECHAT_AES_KEY": "short",
+        "HALL_TIMEZONE": "Mars/Base",
+        "REPLY_BUDGET_S": "9",
+        "DATABASE_URL": "mysql://x",
+        "REDIS_URL": "http://x",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    text = str(caught.value)
+    for name in (
+        "WECHAT_TOKEN",
+        "WECHAT_APPID",
+        "WECHAT_APPSECRET",
+        "WECHAT_MODE",
+        "WECHAT_AES_KEY",
+        "HALL_TIMEZONE",
+        "REPLY_BUDGET_S",
+        "DATABASE_URL",
+        "REDIS_URL",
+    ):
+        assert name in text
+
+
+def test_number_that_is_not_a_number_is_named() -> None:
+    with pytest.raises(SettingsError, match="BOT_PORT must be a int"):
+        load_settings({**GOOD, "BOT_PORT": "eighty"})
+
+
+def test_file_is_overlaid_by_environment(tmp_path: Path) -> None:
+    path = tmp_path / "bot.toml"
+    path.write_text(
+        'token = "fromfile"\napp_id = "wxfile"\napp_secret = "x"\nmessage_mode = "plain"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings({"WECHAT_APPID": "wxenv"}, path)
+    assert (settings.token, settings.app_id) == ("fromfile", "wxenv")
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bot.toml"
+    path.write_text('tokn = "typo"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="unknown setting 'tokn'"):
+        load_settings({}, path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings({}, tmp_path / "nope.toml")
+
+
+def test_masked_settings_hide_secrets() -> None:
+    shown = load_settings(GOOD).masked()
+    assert shown["token"] == "***" and shown["aes_key"] == "***" and shown["app_id"] == "wx0001"
+
+
+def test_dev_config_is_valid() -> None:
+    from bot.cli import DEV_CONFIG
+
+    assert load_settings({}, DEV_CONFIG).message_mode == "safe"
