@@ -67,9 +67,13 @@ def create_app(settings: Settings, *, with_database: bool = True) -> web.Applica
 
 def _add_staff_routes(app: web.Application) -> None:
     """Mount the staff and administrators' HTTP API when the project has one."""
+    import importlib
+
     try:
-        from bot import staff_api
-    except ImportError:
+        staff_api = importlib.import_module("bot.staff_api")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bot.staff_api":
+            raise
         return
     staff_api.setup(app)
 

@@ -21,7 +21,7 @@ def _menu_names() -> list[str]:
 async def welcome_follower(ctx: Context) -> Reply:
     """A new follower sees what the account can do and how to start."""
     await Citizen.follow(ctx.openid, ctx.now())
-    await ctx.services.redis.hset(keys.citizen_key(ctx.openid), "following", "1")
+    await ctx.services.redis.hset(keys.citizen_key(ctx.openid), "following", "1")  # type: ignore[misc]
     return ctx.reply("welcome/subscribe.j2", services=_menu_names())
 
 
