@@ -146,8 +146,20 @@ async def test_refused_signatures_leave_no_state(
         b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "boom">]><xml><A>&x;</A></xml>',
         b"<!doctype xml><xml/>",
         "<xml><Content>\udcff</Content></xml>".encode("utf-8", "surrogatepass"),
+        b"<xml>" + b"<a>" * 5000 + b"x" + b"</a>" * 5000 + b"</xml>",
+        b'<?xml version="1.0" encoding="gbk"?><xml><A>1</A></xml>',
     ],
-    ids=["text", "unclosed", "wrong-root", "empty", "entity", "doctype", "not-utf8"],
+    ids=[
+        "text",
+        "unclosed",
+        "wrong-root",
+        "empty",
+        "entity",
+        "doctype",
+        "not-utf8",
+        "deep",
+        "gbk",
+    ],
 )
 async def test_refused_bodies_get_a_4xx_and_leave_no_state(
     app_client: TestClient, settings: Settings, body: bytes

@@ -1,0 +1,66 @@
+"""Batching the webhook's Redis commands: shared pipelines, results and errors kept apart."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+
+from bot.redis_conn import RedisBatch
+
+
+class CountingRedis(fakeredis.FakeAsyncRedis):
+    pipelines = 0
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).pipelines += 1
+        return super().pipeline(*args, **kwargs)
+
+
+@pytest.fixture
+def redis() -> aioredis.Redis:
+    CountingRedis.pipelines = 0
+    return CountingRedis(server=fakeredis.FakeServer(), decode_responses=True)
+
+
+async def test_concurrent_callers_share_one_pipeline(redis: aioredis.Redis) -> None:
+    batch = RedisBatch(redis)
+
+    async def claim(i: int) -> list[Any]:
+        return await batch.execute(("SET", f"k{i}", "v", "NX", "EX", 60), ("GET", f"k{i}"))
+
+    results = await asyncio.gather(*(claim(i) for i in range(20)))
+    assert results == [[True, "v"]] * 20
+    assert CountingRedis.pipelines == 1
+
+
+async def test_second_claim_of_a_key_sees_it_taken(redis: aioredis.Redis) -> None:
+    batch = RedisBatch(redis)
+    first, second = await asyncio.gather(
+        batch.execute(("SET", "k", "1", "NX")), batch.execute(("SET", "k", "2", "NX"))
+    )
+    assert (first, second) == ([True], [None])
+    assert await redis.get("k") == "1"
+
+
+async def test_an_error_fails_only_its_own_caller(redis: aioredis.Redis) -> None:
+    await redis.set("text", "x")
+    batch = RedisBatch(redis)
+    good, bad = await asyncio.gather(
+        batch.execute(("GET", "text")),
+        batch.execute(("HGET", "text", "field")),
+        return_exceptions=True,
+    )
+    assert good == ["x"]
+    assert isinstance(bad, Exception)
+
+
+async def test_delayed_batch_is_sent_on_drain(redis: aioredis.Redis) -> None:
+    batch = RedisBatch(redis, delay_s=60)
+    future = batch.execute(("SET", "late", "1"))
+    await batch.drain()
+    assert future.result() == [True]
+    assert await redis.get("late") == "1"
