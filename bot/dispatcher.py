@@ -60,10 +60,10 @@ class Context:
     def now(self) -> datetime:
         return self.services.now()
 
-    def render(self, template: str, **context: Any) -> str:
+    def render(self, template: str, /, **context: Any) -> str:
         return self.services.texts.render(template, self.language, **context)
 
-    def reply(self, template: str, **context: Any) -> Reply:
+    def reply(self, template: str, /, **context: Any) -> Reply:
         """Answer with a rendered template."""
         return Reply(self.render(template, **context))
 

@@ -39,7 +39,7 @@ class Texts:
             self._cache[key] = found
         return found
 
-    def render(self, name: str, language: str = DEFAULT_LANGUAGE, **context: Any) -> str:
+    def render(self, name: str, language: str = DEFAULT_LANGUAGE, /, **context: Any) -> str:
         """Render `name` for the citizen's language, falling back to Chinese."""
         return self.template(name, language).render(**context).strip()
 
