@@ -48,3 +48,17 @@ class WeChatAPIError(BotError):
     @property
     def is_not_follower(self) -> bool:
         return self.errcode in (43004, 40003)
+
+
+class WeChatTransportError(BotError):
+    """The WeChat API could not be reached or gave no JSON; the message holds no URL or token."""
+
+    def __init__(self, path: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"transport failure path={path} reason={reason} status={status}")
+        self.path = path
+        self.reason = reason
+        self.status = status
+
+    @property
+    def is_retryable(self) -> bool:
+        return self.status is None or self.status >= 500

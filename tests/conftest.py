@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import SERVICES, WEBHOOK_PATH, create_app
 from bot.platform_sim import Platform
 from bot.services import Services
+from bot.standin import StandIn
 from config.settings import Settings
 
 CASES_DIR = Path(__file__).resolve().parents[2] / "shared" / "cases" / "messages"
@@ -163,3 +164,13 @@ def wechat(app_client: TestClient, platform: Platform) -> WeChat:
 @pytest.fixture
 def case_files() -> Iterator[Path]:
     return iter(sorted(CASES_DIR.glob("*.xml")))
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """A started WeChat API stand-in for the test account; point `api_base_url` at its url."""
+    account = make_settings()
+    stand_in = StandIn(app_id=account.app_id, app_secret=account.app_secret)
+    await stand_in.start()
+    yield stand_in
+    await stand_in.stop()
