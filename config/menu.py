@@ -81,9 +81,9 @@ def check_menu(menu: dict[str, Any]) -> list[str]:
     for i, button in enumerate(buttons, 1):
         name = button.get("name", "")
         subs = button.get("sub_button", [])
-        limit = MAX_BUTTON_NAME_BYTES if subs else MAX_SUB_BUTTON_NAME_BYTES
         where = f"button {i} {name!r}"
-        problems.extend(_check_name(where, name, limit))
+        # A top-level name is shown in a third of the bar: 16 bytes whether it opens a list or not.
+        problems.extend(_check_name(where, name, MAX_BUTTON_NAME_BYTES))
         if len(subs) > MAX_SUB_BUTTONS:
             problems.append(f"{where} has {len(subs)} entries; at most {MAX_SUB_BUTTONS}")
         leaves = subs or ([button] if "type" in button else [])
@@ -91,7 +91,9 @@ def check_menu(menu: dict[str, Any]) -> list[str]:
             problems.append(f"{where} needs a type or entries")
         for j, sub in enumerate(leaves, 1):
             sub_where = f"{where} entry {j} {sub.get('name', '')!r}"
-            problems.extend(_check_name(sub_where, sub.get("name", ""), MAX_SUB_BUTTON_NAME_BYTES))
+            if sub is not button:
+                limit = MAX_SUB_BUTTON_NAME_BYTES
+                problems.extend(_check_name(sub_where, sub.get("name", ""), limit))
             problems.extend(_check_entry(sub_where, sub, seen))
     return problems
 

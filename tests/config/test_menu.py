@@ -67,6 +67,12 @@ def test_each_breach_is_named(change: Any, expected: str) -> None:
     assert any(expected in p for p in problems), problems
 
 
+def test_top_level_entry_without_list_has_the_short_name_limit() -> None:
+    """A top-level button that is itself an entry was once allowed 60 bytes, not 16."""
+    menu = {"button": [{"name": "办事大厅地址查询", "type": "click", "key": "K", "service": "x"}]}
+    assert any("at most 16" in p for p in check_menu(menu))
+
+
 def test_payload_carries_no_local_fields() -> None:
     payload = platform_payload(load_menu())
     for button in payload["button"]:
