@@ -29,6 +29,7 @@ from bot.redis_conn import connect_redis
 from bot.services import Services
 from bot.texts import Texts
 from bot.wechat_api import WeChatAPI
+from bot.worker import WorkerBeside, connect_jobs
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     redis = connect_redis(settings.redis_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     api = WeChatAPI(settings, redis, session)
-    app[SERVICES] = Services(settings=settings, redis=redis, texts=Texts(), api=api)
+    jobs = connect_jobs(settings, redis)
+    services = Services(settings=settings, redis=redis, texts=Texts(), api=api, jobs=jobs)
+    app[SERVICES] = services
+    # On the Redis stand-in no other process sees the job queue: this one drains it.
+    beside = WorkerBeside(services) if settings.uses_redis_standin else None
+    if beside is not None:
+        beside.start()
     yield
     pending = app[LATE_REPLIES]
     if pending:
         await asyncio.wait(pending, timeout=settings.reply_budget_s + 5)
+    if beside is not None:
+        await beside.stop()
+    await jobs.aclose()
     await session.close()
     await redis.aclose()
 

@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
+    worker = sub.add_parser("worker", help="run the job worker that sends notices (REDIS_URL)")
+    worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    worker.set_defaults(run=_worker)
+
     db = sub.add_parser("db", help="create, migrate and seed the database")
     db.add_argument("action", choices=["create", "migrate", "seed"])
     db.set_defaults(run=_db)
@@ -95,6 +99,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "webhook listening url=http://%s:%d/wechat mode=%s", host, port, settings.message_mode
     )
     web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.uses_redis_standin:
+        print(
+            "worker needs REDIS_URL: on the stand-in the webhook process sends notices itself",
+            file=sys.stderr,
+        )
+        return 2
+    from bot import worker
+
+    asyncio.run(worker.run(settings, burst=args.burst))
     return 0
 
 

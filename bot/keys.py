@@ -34,3 +34,22 @@ def dialog_key(openid: str) -> str:
 
 def citizen_key(openid: str) -> str:
     return CITIZEN_PREFIX + openid
+
+
+# arq's queue of background jobs, shared by every webhook process and worker.
+JOB_QUEUE = "arq:queue"
+# The job that sends one notice. arq keeps one job per id while it is queued or running, so a
+# notice queued twice (by `notify` and by the sweep) is still sent by one job.
+NOTICE_JOB_PREFIX = "notice:"
+# A delivery receipt that came before the worker stored the msgid: kept until the worker does.
+# The platform reports within seconds; ten minutes covers a slow database.
+EARLY_RECEIPT_PREFIX = "receipt:"
+EARLY_RECEIPT_TTL_S = 600
+
+
+def notice_job_id(notice_id: int) -> str:
+    return f"{NOTICE_JOB_PREFIX}{notice_id}"
+
+
+def early_receipt_key(msgid: str) -> str:
+    return EARLY_RECEIPT_PREFIX + msgid

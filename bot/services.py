@@ -12,6 +12,8 @@ from bot.texts import Texts
 from config.settings import Settings
 
 if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
     from bot.wechat_api import WeChatAPI
 
 
@@ -21,6 +23,8 @@ class Services:
     redis: aioredis.Redis
     texts: Texts
     api: WeChatAPI
+    # The background job queue (bot/worker.py); None where no job is ever queued.
+    jobs: ArqRedis | None = None
 
     def now(self) -> datetime:
         """Return the current time, aware, in UTC."""

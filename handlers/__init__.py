@@ -7,6 +7,6 @@ from bot.dispatcher import Router
 
 def all_routers() -> list[Router]:
     """Return every service's router, in the order the dispatcher includes them."""
-    from handlers import coming_soon, welcome
+    from handlers import coming_soon, receipts, welcome
 
-    return [welcome.router, coming_soon.router]
+    return [welcome.router, coming_soon.router, receipts.router]
