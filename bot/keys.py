@@ -53,3 +53,21 @@ def notice_job_id(notice_id: int) -> str:
 
 def early_receipt_key(msgid: str) -> str:
     return EARLY_RECEIPT_PREFIX + msgid
+
+
+# The citizen's last reported position, for "附近" typed afterwards. WeChat reports it every 5 s
+# while the chat is open; a short life keeps no trail of where a citizen has been.
+LOCATION_PREFIX = "location:"
+LOCATION_TTL_S = 600
+# A place picked in the menu's location picker was answered; WeChat may post the same place
+# again as a location message right after, which then gets no second list.
+LOCATION_ANSWERED_PREFIX = "location_answered:"
+LOCATION_ANSWERED_TTL_S = 30
+
+
+def location_key(openid: str) -> str:
+    return LOCATION_PREFIX + openid
+
+
+def location_answered_key(openid: str) -> str:
+    return LOCATION_ANSWERED_PREFIX + openid

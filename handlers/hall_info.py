@@ -1,0 +1,124 @@
+"""中心概况: the main hall's hours, whether it is open now, transport, zones, units, services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from bot.dispatcher import Context, Reply, Router
+from bot.errors import CitizenError
+from bot.protocol import MAX_REPLY_TEXT_BYTES
+from config.menu import words_of
+from models.hall import Hall
+
+router = Router("hall_info")
+
+# Typed words that open one part of the hall's page; the menu's words pick a part too.
+SECTION_WORDS: dict[str, tuple[str, ...]] = {
+    "hours": ("开放时间", "办公时间", "几点开门", "上班时间", "几点下班", "营业时间"),
+    "transport": ("地址", "怎么去", "停车", "交通", "交通路线", "公交", "怎么走"),
+    "zones": ("功能分区", "功能区", "楼层分布"),
+    "units": ("进驻部门", "进驻单位", "有哪些部门"),
+    "conveniences": ("便民服务", "便民设施"),
+}
+_EXTRA_WORDS = tuple(
+    word for words in SECTION_WORDS.values() for word in words if word not in words_of("HALL_INFO")
+)
+
+
+class HallUnavailable(CitizenError):
+    """No hall of the asked kind is in the database (the seed was not loaded)."""
+
+    template = "hall_info/unavailable.j2"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStatus:
+    """Whether a hall is open at a local moment, and when it next opens if not."""
+
+    is_open: bool
+    is_all_day: bool
+    is_shut_today: bool = False
+    closes: str = ""
+    next_open: str = ""
+    # 0 today, 1 tomorrow, ...; None when no opening is known in the coming week
+    days_ahead: int | None = None
+    next_weekday: int = 0
+    next_date: date | None = None
+
+
+def clock(value: time) -> str:
+    """Show a time as the hall's signs do: 9:00, 17:30, 24:00."""
+    if value == time.max:
+        return "24:00"
+    return f"{value.hour}:{value.minute:02d}"
+
+
+def opening_status(hall: Hall, local: datetime) -> OpenStatus:
+    """Return whether `hall` is open at `local` (hall's zone) and, if not, when it opens next."""
+    span = hall.opening_of(local)
+    if span is not None and span == (time(0, 0), time.max):
+        return OpenStatus(is_open=True, is_all_day=True, closes=clock(span[1]))
+    if hall.is_open_at(local):
+        assert span is not None
+        return OpenStatus(is_open=True, is_all_day=False, closes=clock(span[1]))
+    is_shut_today = span is None
+    for days_ahead in range(8):
+        day = local + timedelta(days=days_ahead)
+        span = hall.opening_of(day)
+        if span is None or (days_ahead == 0 and local.time() >= span[0]):
+            continue
+        return OpenStatus(
+            is_open=False,
+            is_all_day=False,
+            is_shut_today=is_shut_today,
+            next_open=clock(span[0]),
+            days_ahead=days_ahead,
+            next_weekday=day.isoweekday(),
+            next_date=day.date(),
+        )
+    return OpenStatus(is_open=False, is_all_day=False, is_shut_today=is_shut_today)
+
+
+async def main_hall() -> Hall:
+    """Return the main hall, or refuse politely when none is configured."""
+    hall = await Hall.filter(kind="main").first()
+    if hall is None:
+        raise HallUnavailable("no main hall in the database")
+    return hall
+
+
+def reply_within(
+    ctx: Context, template: str, name: str, items: Sequence[Any], **values: Any
+) -> Reply:
+    """Render with as many of `items` as fit in one reply; `hidden` counts those left out."""
+    text = ""
+    for shown in range(len(items), -1, -1):
+        text = ctx.render(template, **{name: items[:shown]}, hidden=len(items) - shown, **values)
+        if len(text.encode("utf-8")) <= MAX_REPLY_TEXT_BYTES:
+            break
+    return Reply(text)
+
+
+def section_of(words: str) -> str:
+    """Return the part of the hall's page that typed words ask for; the overview by default."""
+    found = [(len(w), section) for section, ws in SECTION_WORDS.items() for w in ws if w in words]
+    return max(found)[1] if found else "overview"
+
+
+@router.menu("HALL_INFO")
+@router.text(*words_of("HALL_INFO"), *_EXTRA_WORDS)
+async def show_hall(ctx: Context) -> Reply:
+    """Show the overview, or the part the citizen asked for; each names the other parts."""
+    hall = await main_hall()
+    section = section_of(ctx.words) if ctx.words else "overview"
+    status = opening_status(hall, ctx.services.local_now())
+    details: dict[str, Any] = hall.details or {}
+    if section in ("zones", "units", "conveniences"):
+        items = [str(item) for item in details.get(section, [])]
+        return reply_within(
+            ctx, f"hall_info/{section}.j2", "items", items, hall=hall, details=details
+        )
+    return ctx.reply(f"hall_info/{section}.j2", hall=hall, status=status, details=details)
