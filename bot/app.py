@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from bot import keys
 from bot.dialogs import Dialog
@@ -25,7 +26,7 @@ from bot.protocol import (
     text_reply_xml,
     transfer_reply_xml,
 )
-from bot.redis_conn import connect_redis
+from bot.redis_conn import RedisBatch, connect_redis
 from bot.services import Services
 from bot.texts import Texts
 from bot.wechat_api import WeChatAPI
@@ -39,10 +40,25 @@ SERVICES = web.AppKey("services", Services)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CRYPTO = web.AppKey("crypto", MessageCrypto)
 LATE_REPLIES = web.AppKey("late_replies", set)
+BATCH = web.AppKey("batch", RedisBatch)
+REPLY_STORE = web.AppKey("reply_store", RedisBatch)
 
 WEBHOOK_PATH = "/wechat"
 PENDING = "\x00pending"
 SUCCESS_BODY = "success"
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Log each HTTP request without its query string, which carries the citizen's openid."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.debug(
+            "http request method=%s path=%s status=%d ms=%.1f",
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
 
 
 def create_app(settings: Settings, *, with_database: bool = True) -> web.Application:
@@ -95,11 +111,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     jobs = connect_jobs(settings, redis)
     services = Services(settings=settings, redis=redis, texts=Texts(), api=api, jobs=jobs)
     app[SERVICES] = services
+    app[BATCH] = RedisBatch(redis)
+    # Stored replies are read only by retries, seconds later: a few ms of waiting lets many
+    # replies share one pipeline. A retry that comes first finds the delivery pending and waits.
+    app[REPLY_STORE] = RedisBatch(redis, delay_s=keys.REPLY_STORE_DELAY_S)
     # On the Redis stand-in no other process sees the job queue: this one drains it.
     beside = WorkerBeside(services) if settings.uses_redis_standin else None
     if beside is not None:
         beside.start()
     yield
+    await app[REPLY_STORE].drain()
     pending = app[LATE_REPLIES]
     if pending:
         await asyncio.wait(pending, timeout=settings.reply_budget_s + 5)
@@ -134,13 +155,13 @@ async def receive(request: web.Request) -> web.Response:
     try:
         body = await _read_body(request, settings.max_body_bytes)
         envelope = open_envelope(body, request.query, crypto, settings.message_mode)
-        incoming = read_incoming(envelope.xml)
+        incoming = read_incoming(envelope)
     except RefusedRequest as exc:
         log.warning("delivery refused status=%d reason=%s", exc.status, exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
 
     services = app[SERVICES]
-    claimed, stored_dialog, language = await _claim(services, incoming)
+    claimed, stored_dialog, language = await _claim(app, incoming)
     if not claimed:
         xml = await _wait_for_first(services, incoming)
         service, is_retry = "retry", True
@@ -148,7 +169,10 @@ async def receive(request: web.Request) -> web.Response:
         dialog = Dialog(services.redis, incoming.openid, settings.dialog_ttl_s, stored_dialog)
         ctx = Context(incoming, services, dialog, language=language or "zh")
         xml = await _answer(app, ctx)
-        await services.redis.set(keys.dedup_key(incoming.delivery_id), xml, ex=keys.DEDUP_TTL_S)
+        stored = app[REPLY_STORE].execute(
+            ("SET", keys.dedup_key(incoming.delivery_id), xml, "EX", keys.DEDUP_TTL_S)
+        )
+        stored.add_done_callback(_log_store_failure)
         service, is_retry = ctx.service or "-", False
 
     ms = (time.perf_counter() - started) * 1000
@@ -166,20 +190,28 @@ async def receive(request: web.Request) -> web.Response:
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise RefusedRequest(413, "body is larger than the limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise RefusedRequest(413, "body is larger than the limit")
+    # read() returns what has arrived so far: over a network, maybe a part of the body.
+    body = b""
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise RefusedRequest(413, "body is larger than the limit")
     return body
 
 
-async def _claim(services: Services, incoming: Incoming) -> tuple[bool, str | None, str | None]:
-    """Claim the delivery and load the citizen's dialog and language in one round trip."""
-    pipe = services.redis.pipeline(transaction=False)
-    pipe.set(keys.dedup_key(incoming.delivery_id), PENDING, nx=True, ex=keys.DEDUP_TTL_S)
-    pipe.get(keys.dialog_key(incoming.openid))
-    pipe.hget(keys.citizen_key(incoming.openid), "language")
-    claimed, dialog, language = await pipe.execute()
+async def _claim(app: web.Application, incoming: Incoming) -> tuple[bool, str | None, str | None]:
+    """Claim the delivery and load the citizen's dialog and language, in one round trip."""
+    claimed, dialog, language = await app[BATCH].execute(
+        ("SET", keys.dedup_key(incoming.delivery_id), PENDING, "NX", "EX", keys.DEDUP_TTL_S),
+        ("GET", keys.dialog_key(incoming.openid)),
+        ("HGET", keys.citizen_key(incoming.openid), "language"),
+    )
     return bool(claimed), dialog, language
+
+
+def _log_store_failure(stored: asyncio.Future[list[object]]) -> None:
+    if not stored.cancelled() and stored.exception() is not None:
+        log.error("reply not stored for retries error=%s", stored.exception())
 
 
 async def _wait_for_first(services: Services, incoming: Incoming) -> str:

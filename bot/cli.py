@@ -18,10 +18,7 @@ DEV_CONFIG = CONFIG_DIR / "dev.toml"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(args.verbose)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -32,6 +29,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     result: int = args.run(settings, args)
     return result
+
+
+# Libraries whose debug lines carry query parameters (openids, phone numbers): never verbose.
+QUIET_LOGGERS = ("tortoise", "aiosqlite", "asyncpg", "aiohttp.access", "arq.jobs")
+OUR_LOGGERS = ("bot", "handlers", "models")
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log our lifecycle at info (flow detail at debug with -v); keep libraries at info."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -48,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the webhook")
     serve.add_argument("--host", help="address to listen on (default from settings)")
     serve.add_argument("--port", type=int, help="port to listen on (default from settings)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (needs REDIS_URL)",
+    )
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -83,23 +102,63 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from bot.app import create_app
-
+    if args.workers > 1 and settings.uses_redis_standin:
+        print("--workers needs REDIS_URL: retries and dialogs must be shared", file=sys.stderr)
+        return 2
     if args.dev:
         asyncio.run(prepare_database(settings))
     host, port = args.host or settings.host, args.port or settings.port
+    log.info(
+        "webhook listening url=http://%s:%d/wechat mode=%s workers=%d",
+        host,
+        port,
+        settings.message_mode,
+        args.workers,
+    )
+    if args.workers == 1:
+        _run_server(settings, host, port, args.dev, reuse_port=False)
+        return 0
+    return _run_workers(settings, host, port, args.workers)
+
+
+def _run_server(settings: Settings, host: str, port: int, dev: bool, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from bot.app import AccessLogger, create_app
+
     app = create_app(settings)
-    if args.dev:
+    if dev:
         from bot import standin
 
         standin.run_beside(app, settings)
-    log.info(
-        "webhook listening url=http://%s:%d/wechat mode=%s", host, port, settings.message_mode
+    web.run_app(
+        app, host=host, port=port, print=None, access_log_class=AccessLogger, reuse_port=reuse_port
     )
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
-    return 0
+
+
+def _run_workers(settings: Settings, host: str, port: int, count: int) -> int:
+    """Run `count` server processes on one port (SO_REUSEPORT) until one stops or a signal."""
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_run_server, args=(settings, host, port, False, True), daemon=True)
+        for _ in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int, frame: object) -> None:
+        for worker in workers:
+            worker.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.join()
+    is_clean = all(w.exitcode in (0, -signal.SIGTERM) for w in workers)
+    return 0 if is_clean else 1
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,6 +4,9 @@
 DEDUP_PREFIX = "dedup:"
 DEDUP_TTL_S = 300
 
+# Replies are stored for retries in batches gathered over this long.
+REPLY_STORE_DELAY_S = 0.005
+
 # While the first delivery still runs, a retry polls for its reply this often.
 DEDUP_POLL_S = 0.02
 

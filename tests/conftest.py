@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICES, WEBHOOK_PATH, create_app
+from bot.app import SERVICES, WEBHOOK_PATH, AccessLogger, create_app
 from bot.platform_sim import Platform
 from bot.services import Services
 from bot.standin import StandIn
@@ -107,7 +107,10 @@ async def app_client(settings: Settings, db: str) -> AsyncIterator[TestClient]:
 
 
 async def start_client(app: web.Application) -> TestClient:
-    client = TestClient(TestServer(app))
+    server = TestServer(app)
+    # The access logger of `serve`: the default one would log openids from the query string.
+    await server.start_server(access_log_class=AccessLogger)
+    client = TestClient(server)
     await client.start_server()
     return client
 
