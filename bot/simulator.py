@@ -415,7 +415,7 @@ def block(prefix: str, text: str) -> list[str]:
     """Return `text` as lines after `prefix`, the later lines aligned under the first."""
     indent = " " * display_width(prefix)
     lines = text.splitlines() or [""]
-    return [prefix + lines[0], *(indent + line for line in lines[1:])]
+    return [prefix + lines[0], *(indent + line if line else "" for line in lines[1:])]
 
 
 def display_width(text: str) -> int:
@@ -564,8 +564,9 @@ class _Step(argparse.Action):
 
 def run_chat(settings: Settings, args: argparse.Namespace) -> int:
     """Run the chat: the given steps, else the lines typed or piped in."""
-    if not args.verbose:
-        logging.getLogger().setLevel(logging.WARNING)
+    if not args.verbose:  # the chat owns the terminal: only warnings interrupt it
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
     _use_utf8(sys.stdout)
     is_tty = sys.stdin.isatty()
     if args.steps:

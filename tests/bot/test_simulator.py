@@ -26,6 +26,7 @@ from bot.simulator import (
     REPLY_PREFIX,
     Simulator,
     StandInPushes,
+    block,
     chat_session,
     display_width,
     find_menu_item,
@@ -108,7 +109,11 @@ async def test_typed_text_shows_the_reply_aligned(sim: Simulator) -> None:
     assert lines[0].startswith(REPLY_PREFIX)
     assert any("中心概况" in line for line in lines)
     indent = " " * display_width(REPLY_PREFIX)
-    assert all(line.startswith(indent) for line in lines[1:])
+    assert all(line.startswith(indent) or not line for line in lines[1:])
+
+
+def test_blank_reply_lines_carry_no_trailing_spaces() -> None:
+    assert block(REPLY_PREFIX, "上\n\n下") == [REPLY_PREFIX + "上", "", " " * 8 + "下"]
 
 
 @pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
@@ -282,8 +287,8 @@ def chat_config(tmp_path: Path) -> Path:
     return config
 
 
-def run_chat(config: Path, *args: str, typed: str = "") -> tuple[int, str]:
-    """Run `python -m bot chat` as a new user would; return its exit code and stdout."""
+def run_chat(config: Path, *args: str, typed: str = "") -> tuple[int, str, str]:
+    """Run `python -m bot chat` as a new user would; return its exit code, stdout, stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "BOT_"))}
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
@@ -296,26 +301,28 @@ def run_chat(config: Path, *args: str, typed: str = "") -> tuple[int, str]:
         env=env,
         timeout=30,
     )
-    assert not done.stderr or b"Traceback" not in done.stderr, done.stderr.decode()
-    return done.returncode, done.stdout.decode("utf-8")
+    return done.returncode, done.stdout.decode("utf-8"), done.stderr.decode("utf-8", "replace")
 
 
 def test_chat_command_reads_stdin_and_survives_a_non_utf8_locale(tmp_path: Path) -> None:
-    code, out = run_chat(chat_config(tmp_path), typed="帮助\n/menu\n/tap 10\n/quit\n不会发出\n")
+    typed = "帮助\n/menu\n/tap 10\n/quit\n不会发出\n"
 
-    assert code == 0
+    code, out, err = run_chat(chat_config(tmp_path), typed=typed)
+
+    assert code == 0, err
     assert "你> 帮助\n公众号> " in out
     assert re.search(r"^\s+15\s+REMINDERS\s+提醒设置$", out, re.MULTILINE)
     assert "你> /tap 10\n公众号> " in out
     assert "不会发出" not in out
+    assert " INFO " not in err  # log lines would break into the chat
 
 
 def test_chat_steps_exit_non_zero_when_a_delivery_is_refused(tmp_path: Path) -> None:
-    code, out = run_chat(
+    code, out, err = run_chat(
         chat_config(tmp_path), "--say", "帮助", "--mode", "plain", "--say", "帮助"
     )
 
-    assert code == 1
+    assert code == 1, err
     assert out.splitlines()[1].startswith(REPLY_PREFIX)
     assert "你> 帮助\n错误> HTTP 400: safe mode accepts encrypted messages only" in out
 
