@@ -11,9 +11,10 @@ def all_routers() -> list[Router]:
 
     return [
         welcome.router,
+        # Before hall_info: an FAQ keyword ("交通违章") outweighs a hall word ("交通") beside it.
+        consult.router,
         hall_info.router,
         branches.router,
-        consult.router,
         coming_soon.router,
         receipts.router,
     ]

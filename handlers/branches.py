@@ -22,7 +22,7 @@ NEAREST_COUNT = 3
 # Farther than this from every hall, the citizen is not around Songshan Lake: say so.
 FAR_KM = 30.0
 # Words asking for the nearest place rather than the list.
-NEARBY_WORDS = ("附近", "最近的网点", "离我最近", "最近的")
+NEARBY_WORDS = ("附近", "最近的网点", "离我最近")
 # Two reported positions this close (degrees, about 10 m) are the same place.
 SAME_PLACE_DEG = 1e-4
 

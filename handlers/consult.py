@@ -12,7 +12,14 @@ from pathlib import Path
 from bot.dispatcher import Context, Reply, Router, normalize
 from config.menu import entries, words_of
 from config.settings import CONFIG_DIR
-from handlers.hall_info import main_hall, opening_status
+from handlers.branches import NEARBY_WORDS
+from handlers.hall_info import (
+    SECTION_WORDS,
+    claim_pattern,
+    main_hall,
+    menu_words_except,
+    opening_status,
+)
 
 log = logging.getLogger(__name__)
 router = Router("consult")
@@ -57,22 +64,34 @@ def core(text: str) -> str:
     return _FILLERS.sub("", squashed) or squashed
 
 
-def _dice(a: set[str], b: set[str]) -> float:
+@dataclass(frozen=True, slots=True)
+class Words:
+    """Folded words with the character sets that matching compares, computed once."""
+
+    text: str
+    chars: frozenset[str]
+    pairs: frozenset[str]
+
+    @classmethod
+    def of(cls, text: str) -> Words:
+        pairs = frozenset(text[i : i + 2] for i in range(len(text) - 1))
+        return cls(text, frozenset(text), pairs)
+
+
+def _dice(a: frozenset[str], b: frozenset[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
-def _pairs(text: str) -> set[str]:
-    return {text[i : i + 2] for i in range(len(text) - 1)}
-
-
-def overlap(a: str, b: str) -> float:
+def overlap(a: Words, b: Words) -> float:
     """Return how much two texts share, 0 to 1: their characters, and their characters' order."""
-    return (_dice(set(a), set(b)) + _dice(_pairs(a), _pairs(b))) / 2
+    return (_dice(a.chars, b.chars) + _dice(a.pairs, b.pairs)) / 2
 
 
-def is_one_char_off(word: str, text: str) -> bool:
-    """Tell whether `text` holds `word` with one character wrong (a typo or a misheard word)."""
-    size = len(word)
+def is_one_char_off(word: str, words: Words) -> bool:
+    """Tell whether `words` hold `word` with one character wrong (a typo or a misheard word)."""
+    if len(set(word) - words.chars) > 1:
+        return False
+    text, size = words.text, len(word)
     for start in range(len(text) - size + 1):
         window = text[start : start + size]
         if sum(a != b for a, b in zip(word, window, strict=True)) == 1:
@@ -87,30 +106,49 @@ class FaqEntry:
     answer: str
     keywords: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
-    phrases: tuple[str, ...] = field(default=(), compare=False)
+    phrases: tuple[Words, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_toml(cls, item: dict[str, object]) -> FaqEntry:
-        question, aliases = str(item.get("question", "")), _strings(item.get("aliases"))
-        return cls(
+        return cls.of(
             id=str(item.get("id", "")),
-            question=question,
+            question=str(item.get("question", "")),
             answer=str(item.get("answer", "")).strip(),
-            keywords=tuple(squash(k) for k in _strings(item.get("keywords"))),
-            aliases=aliases,
-            phrases=tuple(p for p in (core(t) for t in (question, *aliases)) if p),
+            keywords=_strings(item.get("keywords")),
+            aliases=_strings(item.get("aliases")),
         )
 
-    def score(self, squashed: str, cored: str) -> float:
-        """Return how well typed words (squashed, and cored) ask this question."""
-        if squashed in self.keywords or cored in self.phrases:
+    @classmethod
+    def of(
+        cls,
+        id: str,
+        question: str,
+        answer: str,
+        keywords: Iterable[str] = (),
+        aliases: Iterable[str] = (),
+    ) -> FaqEntry:
+        """Build an entry with its keywords squashed and its phrases folded for matching."""
+        aliases = tuple(aliases)
+        cores = (core(text) for text in (question, *aliases))
+        return cls(
+            id=id,
+            question=question,
+            answer=answer,
+            keywords=tuple(squash(k) for k in keywords),
+            aliases=aliases,
+            phrases=tuple(Words.of(c) for c in cores if c),
+        )
+
+    def score(self, squashed: Words, cored: Words) -> float:
+        """Return how well typed words (squashed, and without fillers) ask this question."""
+        if squashed.text in self.keywords or any(cored.text == p.text for p in self.phrases):
             return 1.0
-        found = [len(k) for k in self.keywords if k in squashed]
+        found = [len(k) for k in self.keywords if k in squashed.text]
         score = 0.8 + 0.02 * min(max(found), 5) if found else 0.0
         for phrase in self.phrases:
-            if len(phrase) >= 2 and phrase in cored:
+            if len(phrase.text) >= 2 and phrase.text in cored.text:
                 score = max(score, 0.8)
-            elif len(cored) >= 2 and cored in phrase:
+            elif len(cored.text) >= 2 and cored.text in phrase.text:
                 score = max(score, 0.7)
             score = max(score, 0.75 * overlap(cored, phrase))
         if score < ANSWER_AT:
@@ -156,8 +194,8 @@ class Faq:
         squashed = squash(text)
         if not squashed:
             return Lookup(None, [])
-        cored = core(text)
-        scored = [(entry.score(squashed, cored), entry) for entry in self.entries]
+        typed, cored = Words.of(squashed), Words.of(core(text))
+        scored = [(entry.score(typed, cored), entry) for entry in self.entries]
         hits = sorted((pair for pair in scored if pair[0] >= SUGGEST_AT), key=lambda p: -p[0])
         if not hits:
             return Lookup(None, [])
@@ -170,8 +208,7 @@ class Faq:
 
 def reserved_words() -> set[str]:
     """Return the words FAQ keywords must leave alone: other services' menu words, "人工"."""
-    words = {normalize(w) for key, e in entries().items() if key != "CONSULT" for w in e.words}
-    return words | {AGENT_MARK}
+    return menu_words_except("CONSULT") | {AGENT_MARK}
 
 
 def check_faq(faq: Faq, reserved: set[str]) -> list[str]:
@@ -201,15 +238,6 @@ def check_faq(faq: Faq, reserved: set[str]) -> list[str]:
     return problems
 
 
-def keyword_pattern(keywords: Iterable[str], reserved: Iterable[str]) -> str:
-    """Return a regex for words that hold an FAQ keyword and none of the reserved words."""
-    avoid = "|".join(re.escape(w) for w in sorted(reserved, key=len, reverse=True))
-    # Keywords are kept squashed; typed words may still have spaces or marks inside them.
-    spread = (r"[\W_]*".join(map(re.escape, k)) for k in sorted(keywords, key=len, reverse=True))
-    wanted = "|".join(spread)
-    return rf"^(?!.*(?:{avoid})).*(?:{wanted})"
-
-
 def load_checked_faq(path: Path = FAQ_FILE) -> Faq:
     """Load the FAQ and refuse to start with one that would answer for other services."""
     faq = Faq.load(path)
@@ -229,7 +257,22 @@ def wants_agent(words: str) -> bool:
     return AGENT_MARK in words or squash(words) in AGENT_WORDS
 
 
+def words_elsewhere() -> dict[str, str]:
+    """Return the exact words other services answer, each with its menu entry's name."""
+    found = {
+        normalize(word): e.name
+        for key, e in entries().items()
+        if key != "CONSULT"
+        for word in e.words
+    }
+    found.update((w, entries()["HALL_INFO"].name) for ws in SECTION_WORDS.values() for w in ws)
+    found.update((w, entries()["BRANCHES"].name) for w in NEARBY_WORDS)
+    return found
+
+
 FAQ = load_checked_faq()
+# Inside 在线咨询 these words reach the FAQ, not their service; an unanswered one is pointed on.
+ELSEWHERE = words_elsewhere()
 
 
 async def _choices(ctx: Context, others: list[FaqEntry]) -> None:
@@ -247,7 +290,7 @@ async def _answer(ctx: Context, entry: FaqEntry, others: list[FaqEntry]) -> Repl
     return ctx.reply("consult/answer.j2", entry=entry, others=others, is_in_consult=is_in_consult)
 
 
-@router.text(pattern=keyword_pattern(FAQ.keywords, reserved_words()))
+@router.text(pattern=claim_pattern(FAQ.keywords, reserved_words()))
 async def answer_typed_question(ctx: Context) -> Reply:
     """A question typed anywhere that names an FAQ keyword gets its answer at once."""
     found = FAQ.lookup(ctx.words)
@@ -294,6 +337,9 @@ async def answer_in_consult(ctx: Context) -> Reply:
     found = FAQ.lookup(words)
     if found.answer is not None:
         return await _answer(ctx, found.answer, found.others)
+    if words in ELSEWHERE:
+        await ctx.dialog.finish()
+        return ctx.reply("consult/elsewhere.j2", asked=echo(words), name=ELSEWHERE[words])
     await _choices(ctx, found.others)
     if found.others:
         return ctx.reply("consult/suggest.j2", others=found.others, asked=echo(words))

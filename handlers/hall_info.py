@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from bot.dispatcher import Context, Reply, Router
+from bot.dispatcher import Context, Reply, Router, normalize
 from bot.errors import CitizenError
 from bot.protocol import MAX_REPLY_TEXT_BYTES
-from config.menu import words_of
+from config.menu import entries, words_of
 from models.hall import Hall
 
 router = Router("hall_info")
@@ -26,6 +27,24 @@ SECTION_WORDS: dict[str, tuple[str, ...]] = {
 _EXTRA_WORDS = tuple(
     word for words in SECTION_WORDS.values() for word in words if word not in words_of("HALL_INFO")
 )
+
+
+def menu_words_except(key: str) -> set[str]:
+    """Return the menu words of every entry but `key`, as the dispatcher compares them."""
+    return {normalize(w) for k, e in entries().items() if k != key for w in e.words}
+
+
+def claim_pattern(words: Iterable[str], reserved: Iterable[str]) -> str:
+    """Return a regex for text that holds one of `words` and none of the `reserved` words.
+
+    A word of ours inside a sentence that also names another service's menu word ("取号
+    便民服务") is that service's request: the dispatcher's longest-keyword rule would give it
+    to us, this pattern does not.
+    """
+    avoid = "|".join(re.escape(w) for w in sorted(reserved, key=len, reverse=True))
+    # Typed words may have spaces or marks inside a word ("身份 证").
+    spread = (r"[\W_]*".join(map(re.escape, w)) for w in sorted(words, key=len, reverse=True))
+    return rf"^(?!.*(?:{avoid})).*(?:{'|'.join(spread)})"
 
 
 class HallUnavailable(CitizenError):
@@ -109,7 +128,9 @@ def section_of(words: str) -> str:
 
 
 @router.menu("HALL_INFO")
-@router.text(*words_of("HALL_INFO"), *_EXTRA_WORDS)
+@router.text(
+    *words_of("HALL_INFO"), pattern=claim_pattern(_EXTRA_WORDS, menu_words_except("HALL_INFO"))
+)
 async def show_hall(ctx: Context) -> Reply:
     """Show the overview, or the part the citizen asked for; each names the other parts."""
     hall = await main_hall()

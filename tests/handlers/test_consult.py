@@ -17,9 +17,9 @@ from handlers.consult import (
     Faq,
     FaqEntry,
     check_faq,
-    keyword_pattern,
     reserved_words,
 )
+from handlers.hall_info import claim_pattern
 from tests.conftest import OPENID, WeChat
 from tests.handlers import assert_whole_reply
 
@@ -266,6 +266,20 @@ async def test_every_answer_fits_one_reply(wechat: WeChat) -> None:
         assert_whole_reply(text)
 
 
+@pytest.mark.parametrize(("words", "service"), [("进驻部门", "中心概况"), ("签到", "到厅签到")])
+async def test_another_services_word_in_consult_points_there_and_leaves(
+    wechat: WeChat, words: str, service: str
+) -> None:
+    await wechat.tap("CONSULT")
+
+    pointed = await wechat.say(words)
+    again = await wechat.say("火星签证")
+
+    assert pointed.startswith(f"“{words}”由“{service}”服务办理，已为您退出在线咨询。")
+    assert_whole_reply(pointed)
+    assert "暂时没有关于" not in again
+
+
 async def test_cancel_leaves_consult(wechat: WeChat) -> None:
     await wechat.tap("CONSULT")
     await wechat.say("退出")
@@ -293,9 +307,9 @@ def test_shipped_faq_is_large_enough_and_clean() -> None:
 def test_faq_keyword_holding_a_menu_word_is_refused() -> None:
     faq = Faq(
         [
-            FaqEntry("a", "停车收费吗？", "免费。", keywords=("停车场",)),
-            FaqEntry("b", "车位多吗？", "较多。", keywords=("车位", "人工")),
-            FaqEntry("c", "有车位吗？", "有。", keywords=("车位",)),
+            FaqEntry.of("a", "停车收费吗？", "免费。", keywords=["停车场"]),
+            FaqEntry.of("b", "车位多吗？", "较多。", keywords=["车位", "人工"]),
+            FaqEntry.of("c", "有车位吗？", "有。", keywords=["车位"]),
         ],
         popular=["a", "z"],
     )
@@ -309,15 +323,15 @@ def test_faq_keyword_holding_a_menu_word_is_refused() -> None:
 
 
 def test_long_answer_is_refused() -> None:
-    faq = Faq([FaqEntry("a", "问题？", "很长" * 200, keywords=("问题",))])
+    faq = Faq([FaqEntry.of("a", "问题？", "很长" * 200, keywords=["问题"])])
 
     assert any("longer than" in p for p in check_faq(faq, set()))
 
 
-def test_keyword_pattern_skips_words_with_a_reserved_word() -> None:
+def test_claim_pattern_skips_words_with_a_reserved_word() -> None:
     import re
 
-    pattern = re.compile(keyword_pattern(["营业执照"], {"预约", "怎么办"}))
+    pattern = re.compile(claim_pattern(["营业执照"], {"预约", "怎么办"}))
 
     assert pattern.search(normalize("营业执照在哪办"))
     assert pattern.search(normalize("营业 执照"))

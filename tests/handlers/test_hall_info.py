@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -156,3 +157,34 @@ async def test_missing_main_hall_is_a_polite_refusal(wechat: WeChat) -> None:
 
     assert "中心信息暂时无法查看" in text
     assert_whole_reply(text)
+
+
+OURS = ("hall_info", "branches", "consult")
+
+
+@pytest.mark.parametrize(
+    ("words", "service"),
+    [
+        ("便民服务有哪些", "hall_info"),
+        ("进驻部门 有哪些", "hall_info"),
+        ("交通违章", "consult"),
+        ("取号便民服务", None),
+        ("预约便民服务", None),
+        ("有哪些部门可以预约", None),
+        ("我最近的预约", None),
+    ],
+)
+async def test_hall_words_beside_another_services_word_are_left_to_it(
+    wechat: WeChat, caplog: pytest.LogCaptureFixture, words: str, service: str | None
+) -> None:
+    """Our follow-up words once took "取号便民服务" away from the queue by being longer."""
+    caplog.set_level(logging.INFO, logger="bot.app")
+
+    await wechat.say(words)
+
+    handled = [r.getMessage() for r in caplog.records if "message handled" in r.getMessage()]
+    seen = handled[-1].split("service=")[1].split()[0]
+    if service is None:
+        assert seen not in OURS, words
+    else:
+        assert seen == service
