@@ -26,6 +26,7 @@ class Texts:
         )
         self.env.filters["mask_name"] = mask_name
         self.env.filters["mask_phone"] = mask_phone
+        self.env.filters["echo"] = echo
         self._cache: dict[tuple[str, str], jinja2.Template] = {}
 
     def template(self, name: str, language: str = DEFAULT_LANGUAGE) -> jinja2.Template:
@@ -42,6 +43,19 @@ class Texts:
     def render(self, name: str, language: str = DEFAULT_LANGUAGE, /, **context: Any) -> str:
         """Render `name` for the citizen's language, falling back to Chinese."""
         return self.template(name, language).render(**context).strip()
+
+
+ECHO_CHARS = 20
+
+
+def echo(text: str, limit: int = ECHO_CHARS) -> str:
+    """Shorten typed words for showing back, so that they cannot pass for a link or markup.
+
+    WeChat renders <a href> in a text reply as a link: a citizen's typed one would look as if
+    the account had sent it.
+    """
+    text = (text or "").replace("<", "＜").replace(">", "＞").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def mask_name(name: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.dispatcher import Context, Reply, Router, normalize
+from bot.texts import echo
 from config.menu import entries, words_of
 from config.settings import CONFIG_DIR
 from handlers.branches import NEARBY_WORDS
@@ -41,7 +42,6 @@ STAND_OUT = 0.05
 MAX_OTHERS = 3
 # An answer this long still leaves room for the question, related questions and next steps.
 MAX_ANSWER_BYTES = 600
-ECHO_CHARS = 20
 # A keyword typed with one character wrong, by the keyword's length.
 _NEAR_SCORES = {3: 0.5, 4: 0.65, 5: 0.7}
 
@@ -245,12 +245,6 @@ def load_checked_faq(path: Path = FAQ_FILE) -> Faq:
     if problems:
         raise ValueError(f"{path.name}:\n" + "\n".join(f"  - {p}" for p in problems))
     return faq
-
-
-def echo(text: str) -> str:
-    """Shorten typed words for showing back, so that they cannot pass for a link or markup."""
-    text = text.replace("<", "＜").replace(">", "＞").replace("\n", " ")
-    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
 
 
 def wants_agent(words: str) -> bool:

@@ -46,3 +46,11 @@ def test_every_template_compiles() -> None:
     assert names
     for name in names:
         texts.env.get_template(name)
+
+
+def test_typed_link_shown_back_cannot_pass_for_the_account_s_own() -> None:
+    """help.j2 once echoed typed words raw: WeChat renders <a href> in a reply as a link."""
+    text = Texts().render(
+        "welcome/help.j2", "zh", services=["中心概况"], words='<a href="x">点我</a>'
+    )
+    assert "<a" not in text and "＜a" in text
