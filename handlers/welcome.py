@@ -7,6 +7,7 @@ import logging
 from bot import keys
 from bot.dispatcher import Context, Reply, Router
 from config.menu import entries
+from models.booking import forget_citizen
 from models.citizen import Citizen
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ async def welcome_follower(ctx: Context) -> Reply:
 async def forget_follower(ctx: Context) -> Reply:
     """The citizen left: mark them so that no notice is sent again."""
     await Citizen.unfollow(ctx.openid, ctx.now())
+    await forget_citizen(ctx.openid, ctx.services.local_now())
     await ctx.services.redis.delete(keys.citizen_key(ctx.openid), keys.dialog_key(ctx.openid))
     log.info("citizen unfollowed")
     return Reply()
@@ -49,9 +51,14 @@ async def dialog_timed_out(ctx: Context) -> Reply:
 
 
 @router.text("帮助", "菜单", "help", "你好", "您好", "hi", "hello")
-@router.default
 async def show_help(ctx: Context) -> Reply:
-    """Anything unclaimed gets the list of services and how to reach them."""
+    """The citizen asked what the account does: the list of services."""
+    return ctx.reply("welcome/help.j2", services=_menu_names(), words="")
+
+
+@router.default
+async def answer_unknown(ctx: Context) -> Reply:
+    """Words nothing claimed: say so, briefly, then the list of services."""
     return ctx.reply("welcome/help.j2", services=_menu_names(), words=ctx.words)
 
 

@@ -127,3 +127,9 @@ async def test_logs_keep_no_openid_token_or_key(
     for secret in (OPENID, platform.token, platform.aes_key, "13800138000", "test-secret"):
         assert secret not in text
     assert text.count("message handled") >= 19
+
+
+async def test_asking_for_help_is_not_called_not_understood(wechat: WeChat) -> None:
+    """The help words once got "没能理解“帮助”" in front of the list."""
+    assert "没能理解" not in await wechat.say("帮助")
+    assert "没能理解“火星签证”" in await wechat.say("火星签证")
