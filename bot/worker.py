@@ -23,6 +23,7 @@ from bot.redis_conn import connect_redis
 from bot.services import Services
 from bot.texts import Texts
 from config.settings import Settings
+from models import queue_flow
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ FUNCTIONS: list[Function] = [
         max_tries=notices.notice_book().delivery.max_attempts + 3,
         keep_result=0,
     ),
+    *queue_flow.FUNCTIONS,
 ]
 
 # Periodic jobs, at the hall's local time (settings.timezone). A service adds its own here,
@@ -43,6 +45,7 @@ FUNCTIONS: list[Function] = [
 # run, each occurrence runs once: arq gives it a job id made of its name and time.
 CRON_JOBS: list[CronJob] = [
     cron(push.requeue_stalled, name="requeue_stalled_notices", second={0}, timeout=60),
+    *queue_flow.CRON_JOBS,
 ]
 
 # How often an idle worker looks for work. The in-process one is cheap to poll (no network).

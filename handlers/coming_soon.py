@@ -10,8 +10,6 @@ router = Router("coming_soon")
 # Entries that answer "coming soon" until their handlers module exists.
 PENDING_KEYS = (
     "BOOKING",
-    "QUEUE_TAKE",
-    "QUEUE_STATUS",
     "BOOKING_MINE",
     "CHECKIN",
     "GUIDE_SEARCH",

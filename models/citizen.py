@@ -17,6 +17,8 @@ class Citizen(Model):
     followed_at = fields.DatetimeField(null=True)
     unfollowed_at = fields.DatetimeField(null=True)
     language = fields.CharField(max_length=8, default="zh")
+    # People ahead at which "almost your turn" is sent; NULL: the hall's default (queue.toml)
+    near_ahead = fields.SmallIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -13,7 +13,7 @@ from config.settings import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
-MODEL_MODULES = ["models.citizen", "models.hall", "models.notice"]
+MODEL_MODULES = ["models.citizen", "models.hall", "models.notice", "models.queue"]
 SEED_FILE = CONFIG_DIR / "halls.toml"
 # For the `tortoise` command (makemigrations): `tortoise -c models.db.TORTOISE_ORM ...`
 TORTOISE_ORM: dict[str, Any] = {}
@@ -90,8 +90,11 @@ async def seed(path: Path = SEED_FILE) -> dict[str, int]:
         if chosen:
             await hall.categories.add(*chosen)
         halls += 1
-    log.info("seeded categories=%d halls=%d", len(categories), halls)
-    return {"categories": len(categories), "halls": halls}
+    from models.queue import seed_windows
+
+    windows = await seed_windows()
+    log.info("seeded categories=%d halls=%d windows=%d", len(categories), halls, windows)
+    return {"categories": len(categories), "halls": halls, "windows": windows}
 
 
 TORTOISE_ORM.update(tortoise_config("sqlite://data/makemigrations.sqlite3"))

@@ -1,0 +1,404 @@
+"""The morning rush: citizens take numbers through the webhook at once, windows then call them.
+
+    DATABASE_URL=postgres://... REDIS_URL=redis://... python -m benchmarks.bench_rush
+        [--citizens 1000] [--spread-s 1.0] [--servers 4] [--workers 2] [--calls 40]
+
+Runs `--servers` webhook processes (`python -m bot serve`, one port each, requests spread
+round-robin) and `--workers` job workers (`python -m bot worker`) on PostgreSQL and Redis, with
+the WeChat API stand-in in this process. Prints duplicates and lost takes (both must be 0), the
+takes' p50/p99 latency, and the time from each "call next" to every notice it causes (the
+called holder's, and the one whose turn became near) reaching the stand-in.
+
+The database is emptied of tickets, notices and citizens first: point it at a scratch one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.platform_sim import Platform
+from bot.standin import StandIn
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN, APP_ID, APP_SECRET = "rushtoken", "wxrush00000000001", "rush-secret"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+# 工程建设 is served at the main hall only, so "取号 工程建设" takes a number in one message.
+TAKE_WORDS = "取号 工程建设"
+CATEGORY, PREFIX = "construction", "C"
+NUMBER = re.compile(rf"您的号码：({PREFIX}\d{{3,}})")
+# Extra windows of the main hall calling the rush's category, one staff token each.
+RUSH_WINDOWS = tuple(f"R{i:02d}" for i in range(1, 9))
+TABLES = ("ticket_event", "ticket", "number_counter", "notice", "notice_consent", "citizen")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def staff_tokens(windows: Sequence[str] = RUSH_WINDOWS) -> str:
+    return ",".join(f"tok-{code.lower()}:{code}" for code in windows)
+
+
+def window_headers(code: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer tok-{code.lower()}"}
+
+
+def write_rules(path: Path, *, quota: int, windows: Sequence[str] = RUSH_WINDOWS) -> Path:
+    """Write a queue rules file: the project's, a quota for the rush and the rush's windows."""
+    from models.queue_rules import load_rules
+
+    rules = load_rules()
+    lines = ["[rules]", f"default_remote_quota = {rules.default_remote_quota}"]
+    lines += [f"near_ahead_default = {rules.near_ahead_default}", ""]
+    lines += ["[quotas.main]", f"{CATEGORY} = {quota}", ""]
+    items = [dict(w) for w in rules.windows]
+    items += [
+        {"hall": "main", "code": c, "name": f"{c}窗口", "categories": [CATEGORY]} for c in windows
+    ]
+    for item in items:
+        categories = ", ".join(f'"{c}"' for c in item["categories"])
+        lines += ["[[windows]]", f'hall = "{item["hall"]}"', f'code = "{item["code"]}"']
+        lines += [f'name = "{item["name"]}"', f"categories = [{categories}]", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+async def prepare_database(database_url: str) -> None:
+    """Migrate, empty the queue's tables, seed (with $QUEUE_CONFIG's windows), open all day."""
+    from tortoise import Tortoise
+
+    from models.db import close_db, init_db, migrate, seed
+    from models.hall import Hall
+
+    await migrate(database_url)
+    await init_db(database_url)
+    try:
+        conn = Tortoise.get_connection("default")
+        await conn.execute_script(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        await seed()
+        # The rush runs whenever the benchmark does: the main hall stays open all day.
+        all_day = [{"days": [1, 2, 3, 4, 5, 6, 7], "open": "00:00", "close": "24:00"}]
+        await Hall.filter(code="main").update(hours=all_day)
+    finally:
+        await close_db()
+
+
+@dataclass
+class Fleet:
+    """Webhook and worker processes on one database and one Redis."""
+
+    database_url: str
+    redis_url: str
+    api_base_url: str
+    rules_file: Path
+    servers: int = 4
+    workers: int = 2
+    mode: str = "safe"
+    ports: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rush-")))
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            WECHAT_TOKEN=TOKEN, WECHAT_APPID=APP_ID, WECHAT_APPSECRET=APP_SECRET,
+            WECHAT_AES_KEY=AES_KEY, WECHAT_MODE=self.mode, DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url, WECHAT_API_BASE=self.api_base_url,
+            STAFF_TOKENS=staff_tokens(), QUEUE_CONFIG=str(self.rules_file), PYTHONPATH=str(ROOT),
+        )  # fmt: skip
+        env.pop("BOT_CONFIG", None)
+        return env
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    def _spawn(self, args: list[str], name: str) -> None:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115  # the child keeps it
+        command = [sys.executable, "-m", "bot", *args]
+        self.procs.append(subprocess.Popen(command, env=self.env(), cwd=ROOT, stderr=log))
+
+    async def start(self) -> None:
+        for i in range(self.servers):
+            port = free_port()
+            self.ports.append(port)
+            self._spawn(["serve", "--port", str(port)], f"server{i}")
+        for i in range(self.workers):
+            self._spawn(["worker"], f"worker{i}")
+        await asyncio.gather(*(wait_up(url) for url in self.urls))
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.log_dir.glob("*.log"))
+
+
+async def wait_up(url: str, wait_s: float = 30.0) -> None:
+    deadline = time.monotonic() + wait_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"server {url} did not start")
+
+
+@dataclass
+class Take:
+    openid: str
+    latency_s: float = 0.0
+    status: int = 0
+    number: str | None = None
+    text: str = ""
+
+
+def rush_deliveries(platform: Platform, citizens: int) -> list[tuple[str, dict[str, str], bytes]]:
+    """Sign and seal one take per citizen beforehand, so that the rush measures the server."""
+    out = []
+    for i in range(citizens):
+        openid = f"oRUSH{i:023d}"
+        delivery = platform.deliver(Platform.text(openid, TAKE_WORDS))
+        out.append((openid, delivery.query, delivery.body))
+    return out
+
+
+async def rush(
+    urls: list[str], platform: Platform, citizens: int, spread_s: float
+) -> tuple[list[Take], float]:
+    """Send every citizen's take, evenly over `spread_s`; return the takes and the time taken."""
+    deliveries = rush_deliveries(platform, citizens)
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+
+        async def one(index: int) -> Take:
+            openid, query, body = deliveries[index]
+            await asyncio.sleep(
+                max(0.0, started + index * spread_s / citizens - time.perf_counter())
+            )
+            take = Take(openid)
+            sent = time.perf_counter()
+            try:
+                url = urls[index % len(urls)] + "/wechat"
+                async with session.post(url, params=query, data=body) as response:
+                    take.status, reply = response.status, await response.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                take.text = type(exc).__name__
+                return take
+            take.latency_s = time.perf_counter() - sent
+            opened = platform.open_reply(reply) if take.status == 200 else None
+            take.text = str((opened or {}).get("Content", reply))
+            found = NUMBER.search(take.text)
+            take.number = found.group(1) if found else None
+            return take
+
+        takes = await asyncio.gather(*(one(i) for i in range(citizens)))
+    return list(takes), time.perf_counter() - started
+
+
+async def staff_post(
+    session: aiohttp.ClientSession, url: str, path: str, window: str
+) -> dict[str, Any]:
+    async with session.post(f"{url}/api/staff{path}", headers=window_headers(window)) as response:
+        body: dict[str, Any] = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"staff call {path} failed: {response.status} {body}")
+        return body
+
+
+@dataclass
+class Call:
+    """One "call next" and the notices it should cause."""
+
+    sent_at: float
+    called_openid: str
+    near_openid: str | None
+
+
+async def call_round(
+    fleet: Fleet, calls: int, number_to_openid: dict[str, str], near_ahead: int, gap_s: float
+) -> list[Call]:
+    """Windows call in turn; each call makes one holder called and the one behind near."""
+    in_order = sorted(number_to_openid, key=lambda n: int(n[len(PREFIX) :]))
+    made: list[Call] = []
+    async with aiohttp.ClientSession() as session:
+        for i, code in enumerate(RUSH_WINDOWS):
+            await staff_post(
+                session, fleet.urls[i % len(fleet.urls)], f"/windows/{code}/open", code
+            )
+        holding: dict[str, int] = {}
+        for i in range(calls):
+            code = RUSH_WINDOWS[i % len(RUSH_WINDOWS)]
+            url = fleet.urls[i % len(fleet.urls)]
+            if code in holding:
+                await staff_post(
+                    session, url, f"/windows/{code}/tickets/{holding[code]}/finish", code
+                )
+            sent_at = time.time()
+            body = await staff_post(session, url, f"/windows/{code}/call-next", code)
+            ticket = body["ticket"]
+            holding[code] = ticket["id"]
+            # After i+1 calls, the holder with `near_ahead` people ahead is the next to be told.
+            behind = i + 1 + near_ahead
+            near = number_to_openid[in_order[behind]] if behind < len(in_order) else None
+            made.append(Call(sent_at, number_to_openid[ticket["number"]], near))
+            await asyncio.sleep(gap_s)
+    return made
+
+
+async def notice_latencies(
+    standin: StandIn, calls: list[Call], wait_s: float = 10.0
+) -> tuple[list[float], int]:
+    """Return, per call, the time until its last notice reached the stand-in; and how many
+    expected notices never came."""
+    templates = {"called": "tmpl_ticket_called_0001", "near": "tmpl_queue_near_0001"}
+    deadline = time.monotonic() + wait_s
+    while True:
+        arrived: dict[tuple[str, str], float] = {}
+        for record in standin.sent("template"):
+            key = (str(record.body["template_id"]), str(record.body["touser"]))
+            arrived.setdefault(key, record.at)
+        expected = []
+        for call in calls:
+            keys = [(templates["called"], call.called_openid)]
+            if call.near_openid:
+                keys.append((templates["near"], call.near_openid))
+            expected.append((call, keys))
+        missing = sum(1 for _, keys in expected for key in keys if key not in arrived)
+        if not missing or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    latencies = []
+    for call, keys in expected:
+        times = [arrived[key] for key in keys if key in arrived]
+        if len(times) == len(keys):
+            latencies.append(max(times) - call.sent_at)
+    return latencies, missing
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+async def wait_sent(standin: StandIn, count: int, wait_s: float) -> float:
+    started = time.monotonic()
+    while True:
+        if len(standin.sent("template")) >= count or time.monotonic() - started > wait_s:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--citizens", type=int, default=1000)
+    parser.add_argument("--spread-s", type=float, default=1.0)
+    parser.add_argument("--servers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--call-gap-s", type=float, default=0.25)
+    parser.add_argument("--mode", default="safe", choices=["plain", "compatible", "safe"])
+    args = parser.parse_args(argv)
+    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")) or not redis_url:
+        parser.error("set DATABASE_URL (PostgreSQL) and REDIS_URL")
+
+    rules_file = write_rules(Path(tempfile.mkdtemp(prefix="rush-")) / "queue.toml", quota=10**6)
+    os.environ["QUEUE_CONFIG"] = str(rules_file)
+    await prepare_database(database_url)
+    import redis.asyncio as aioredis
+
+    redis = aioredis.Redis.from_url(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    standin = StandIn(app_id=APP_ID, app_secret=APP_SECRET)
+    await standin.start()
+    fleet = Fleet(database_url, redis_url, standin.url, rules_file, args.servers, args.workers)
+    fleet.mode = args.mode
+    platform = Platform(TOKEN, APP_ID, AES_KEY, mode=args.mode)
+    await fleet.start()
+    try:
+        return await _measure(fleet, standin, platform, args)
+    finally:
+        await fleet.stop()
+        await standin.stop()
+
+
+async def _measure(fleet: Fleet, standin: StandIn, platform: Platform, args: Any) -> int:
+    # Warm every process's connections with a message that touches the database.
+    warm = Platform(TOKEN, APP_ID, AES_KEY, mode=args.mode)
+    async with aiohttp.ClientSession() as session:
+        for i, url in enumerate(fleet.urls * 3):
+            delivery = warm.deliver(Platform.text(f"oWARM{i:023d}", "排队进度"))
+            async with session.post(url + "/wechat", params=delivery.query, data=delivery.body):
+                pass
+
+    takes, elapsed_s = await rush(fleet.urls, platform, args.citizens, args.spread_s)
+    numbers = [t.number for t in takes if t.number]
+    duplicates = len(numbers) - len(set(numbers))
+    lost = sum(1 for t in takes if not t.number)
+    latencies_ms = [t.latency_s * 1000 for t in takes if t.status == 200]
+    print(
+        f"rush citizens={args.citizens} servers={args.servers} spread_s={args.spread_s} "
+        f"elapsed_s={elapsed_s:.2f}"
+    )
+    print(f"  duplicates={duplicates} lost_takes={lost}")
+    if latencies_ms:
+        print(
+            f"  take latency p50_ms={statistics.median(latencies_ms):.1f} "
+            f"p99_ms={percentile(latencies_ms, 0.99):.1f} max_ms={max(latencies_ms):.1f}"
+        )
+    for take in [t for t in takes if not t.number][:3]:
+        print(f"  lost take status={take.status} reply={take.text[:80]!r}")
+    drained_s = await wait_sent(standin, len(numbers), 60.0)
+    print(f"  ticket_taken notices at the stand-in={len(standin.sent('template'))} "
+          f"drained_after_s={drained_s:.2f}")  # fmt: skip
+
+    number_to_openid = {t.number: t.openid for t in takes if t.number}
+    from models.queue_rules import load_rules
+
+    near_ahead = load_rules(fleet.rules_file).near_ahead_default
+    calls = await call_round(fleet, args.calls, number_to_openid, near_ahead, args.call_gap_s)
+    latencies, missing = await notice_latencies(standin, calls)
+    if latencies:
+        print(
+            f"call next -> notices calls={len(calls)} missing={missing} "
+            f"p50_ms={statistics.median(latencies) * 1000:.0f} "
+            f"p99_ms={percentile(latencies, 0.99) * 1000:.0f} "
+            f"max_ms={max(latencies) * 1000:.0f}"
+        )
+    return 0 if duplicates == 0 and lost == 0 and missing == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

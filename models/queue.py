@@ -1,0 +1,721 @@
+"""Queue numbers: windows, tickets and their events, the daily counters, and every change."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from tortoise import Tortoise, fields
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from models.hall import Category, Hall
+from models.queue_rules import (
+    AlreadyHolding,
+    CategoryNotServed,
+    HallClosed,
+    HallClosing,
+    NotAtThisWindow,
+    QueueRules,
+    QuotaUsedUp,
+    RequeueUsed,
+    TicketNotFound,
+    WindowBusy,
+    WindowClosed,
+    WrongState,
+    queue_rules,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("remote", "onsite", "booking")
+STATES = ("waiting", "called", "serving", "done", "missed", "cancelled", "expired")
+# A ticket in these states holds the citizen's one place in its category.
+HOLDING_STATES = ("waiting", "called", "serving", "missed")
+# Checked-in bookings are served before walk-ins of the same category.
+BOOKING_PRIORITY = 10
+# A ticket sent on to another category has waited once: it comes before that queue's walk-ins.
+TRANSFER_PRIORITY = 5
+# The order tickets are called in, within one category's queue.
+QUEUE_ORDER = ("-priority", "place", "id")
+# Two windows that lose the same claim try the next ticket; this bounds the retries.
+CLAIM_ATTEMPTS = 8
+
+
+# The tables.
+
+
+class Window(Model):
+    """A service window of a hall, serving some categories, open or closed, staffed or not."""
+
+    id = fields.IntField(primary_key=True)
+    hall: fields.ForeignKeyRelation[Hall] = fields.ForeignKeyField(
+        "models.Hall", related_name="windows", on_delete=fields.CASCADE
+    )
+    code = fields.CharField(max_length=16, unique=True)
+    name = fields.CharField(max_length=32)
+    # Codes of the categories this window calls, e.g. ["livelihood", "public_utilities"]
+    categories: Any = fields.JSONField(default=list)
+    is_open = fields.BooleanField(default=False)
+    # The staff member signed in at the window, when a person (not the window) opened it.
+    staff = fields.CharField(max_length=64, null=True)
+    opened_at = fields.DatetimeField(null=True)
+    sort = fields.IntField(default=0)
+
+    hall_id: int
+
+    class Meta:
+        table = "queue_window"
+        ordering = ("sort", "id")
+
+    def serves(self, category_code: str) -> bool:
+        return category_code in (self.categories or [])
+
+
+class Ticket(Model):
+    """A queue number: who holds it, where it stands and the window that called it."""
+
+    id = fields.IntField(primary_key=True)
+    hall: fields.ForeignKeyRelation[Hall] = fields.ForeignKeyField(
+        "models.Hall", related_name="tickets", on_delete=fields.CASCADE
+    )
+    # The queue the ticket waits in now. A transfer changes it, not the number.
+    category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
+        "models.Category", related_name="tickets", on_delete=fields.CASCADE
+    )
+    # The category whose prefix and counter gave the number.
+    issued_category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
+        "models.Category", related_name="issued_tickets", on_delete=fields.CASCADE
+    )
+    local_day = fields.DateField()
+    seq = fields.IntField()
+    number = fields.CharField(max_length=8)
+    source = fields.CharField(max_length=16, default="remote")
+    priority = fields.SmallIntField(default=0)
+    openid = fields.CharField(max_length=64, null=True, db_index=True)
+    status = fields.CharField(max_length=16, default="waiting")
+    # "openid:category id" while the citizen holds the ticket, else NULL: one per category.
+    active_key = fields.CharField(max_length=100, null=True, unique=True)
+    window: fields.ForeignKeyNullableRelation[Window] = fields.ForeignKeyField(
+        "models.Window", related_name="tickets", null=True, on_delete=fields.SET_NULL
+    )
+    # The window's id while it has called or serves the ticket, else NULL: one at a time.
+    window_slot = fields.IntField(null=True, unique=True)
+    requeues = fields.SmallIntField(default=0)
+    recalls = fields.SmallIntField(default=0)
+    # Set once the citizen has been told their turn is near, or needed no telling.
+    is_near_told = fields.BooleanField(default=False)
+    # The order within the category's queue, after priority: from the counter row, so it
+    # follows the numbers however many processes take them. A re-queue gets a new, last one.
+    place = fields.IntField()
+    # When the ticket joined the queue it waits in (taken, re-queued or transferred).
+    queued_at = fields.DatetimeField()
+    called_at = fields.DatetimeField(null=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    hall_id: int
+    category_id: int
+    issued_category_id: int
+    window_id: int | None
+
+    class Meta:
+        table = "ticket"
+        unique_together = (("hall", "issued_category", "local_day", "seq"),)
+        indexes = (("hall_id", "category_id", "status"),)
+
+    @property
+    def ref(self) -> str:
+        """Name the ticket for notices."""
+        return f"ticket:{self.id}"
+
+
+class TicketEvent(Model):
+    """One change of a ticket: what was done, from which state to which, when and by whom."""
+
+    id = fields.IntField(primary_key=True)
+    ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="events", on_delete=fields.CASCADE
+    )
+    action = fields.CharField(max_length=16)
+    from_status = fields.CharField(max_length=16, default="")
+    to_status = fields.CharField(max_length=16)
+    at = fields.DatetimeField()
+    # "citizen", "system", a window code (W01) or "staff:<id>"
+    actor = fields.CharField(max_length=80)
+    window_code = fields.CharField(max_length=16, default="")
+    note = fields.CharField(max_length=200, default="")
+
+    ticket_id: int
+
+    class Meta:
+        table = "ticket_event"
+        ordering = ("at", "id")
+
+
+class NumberCounter(Model):
+    """The last number given per hall, category and local day, and the remote takes so far."""
+
+    id = fields.IntField(primary_key=True)
+    hall: fields.ForeignKeyRelation[Hall] = fields.ForeignKeyField(
+        "models.Hall", related_name="counters", on_delete=fields.CASCADE
+    )
+    category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
+        "models.Category", related_name="counters", on_delete=fields.CASCADE
+    )
+    local_day = fields.DateField()
+    seq = fields.IntField(default=0)
+    remote_taken = fields.IntField(default=0)
+    # The last place handed out in this category's queue: new numbers, re-queues, transfers.
+    last_place = fields.IntField(default=0)
+
+    class Meta:
+        table = "number_counter"
+        unique_together = (("hall", "category", "local_day"),)
+
+
+# Numbering.
+
+# One statement takes the next number, its place in the queue and, for a remote take, a unit of
+# the day's quota. On a conflict the row stays locked until the transaction ends, so no two
+# takes read the same seq.
+_NEXT_SEQ_SQL = """
+INSERT INTO number_counter (hall_id, category_id, local_day, seq, remote_taken, last_place)
+VALUES (?, ?, ?, 1, ?, 1)
+ON CONFLICT (hall_id, category_id, local_day) DO UPDATE
+SET seq = number_counter.seq + 1,
+    remote_taken = number_counter.remote_taken + excluded.remote_taken,
+    last_place = number_counter.last_place + 1
+WHERE number_counter.remote_taken + excluded.remote_taken <= ?
+RETURNING seq, last_place
+"""
+
+_NEXT_PLACE_SQL = """
+INSERT INTO number_counter (hall_id, category_id, local_day, seq, remote_taken, last_place)
+VALUES (?, ?, ?, 0, 0, 1)
+ON CONFLICT (hall_id, category_id, local_day) DO UPDATE
+SET last_place = number_counter.last_place + 1
+RETURNING last_place
+"""
+
+
+def _placeholders(conn: BaseDBAsyncClient, sql: str) -> str:
+    """Write `?` parameters as the connection's driver wants them."""
+    if conn.capabilities.dialect != "postgres":
+        return sql
+    parts = sql.split("?")
+    return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+async def next_seq(
+    conn: BaseDBAsyncClient, hall_id: int, category_id: int, day: date, *, quota: int | None
+) -> tuple[int, int] | None:
+    """Return the next number of the day and its place, or None when the quota is used up.
+
+    `quota` None takes a number outside the remote quota (on site, bookings).
+    """
+    remote = 0 if quota is None else 1
+    limit = 2**31 - 1 if quota is None else quota
+    if remote > limit:
+        return None
+    sql = _placeholders(conn, _NEXT_SEQ_SQL)
+    # execute_query_dict fetches on every driver; execute_query drops an INSERT's RETURNING rows.
+    rows = await conn.execute_query_dict(sql, [hall_id, category_id, day, remote, limit])
+    return (int(rows[0]["seq"]), int(rows[0]["last_place"])) if rows else None
+
+
+async def next_place(hall_id: int, category_id: int, day: date) -> int:
+    """Return a place behind every ticket of a category's queue (a re-queue, a transfer)."""
+    conn = Tortoise.get_connection("default")
+    sql = _placeholders(conn, _NEXT_PLACE_SQL)
+    rows = await conn.execute_query_dict(sql, [hall_id, category_id, day])
+    return int(rows[0]["last_place"])
+
+
+def display_number(prefix: str, seq: int) -> str:
+    return f"{prefix}{seq:03d}"
+
+
+def local_day(at: datetime) -> date:
+    """Return the day a local (hall zone) time falls on: the counter's day, not the server's."""
+    return at.date()
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
+
+
+def _active_key(openid: str | None, category_id: int) -> str | None:
+    return f"{openid}:{category_id}" if openid else None
+
+
+# Issuing.
+
+
+def check_open_for_remote(hall: Hall, at: datetime, rules: QueueRules) -> None:
+    """Refuse a remote take when the hall is closed or closes too soon to serve anyone."""
+    span = hall.opening_of(at)
+    if span is None or not hall.is_open_at(at):
+        raise HallClosed(hall=hall.name, hours=hall.hours_text, opens=_next_opening(hall, at))
+    closes = datetime.combine(at.date(), span[1], at.tzinfo)
+    if span[1] != time.max and at >= closes - timedelta(minutes=rules.about_to_close_min):
+        raise HallClosing(hall=hall.name, closes=span[1].strftime("%H:%M"), hours=hall.hours_text)
+
+
+def _next_opening(hall: Hall, at: datetime) -> str:
+    """Return when the hall next opens, as a citizen reads it ("今天 09:00", "周一 09:00")."""
+    for days_ahead in range(8):
+        day = at + timedelta(days=days_ahead)
+        span = hall.opening_of(day)
+        if span is None or (days_ahead == 0 and at.time() >= span[0]):
+            continue
+        label = "今天" if days_ahead == 0 else "明天" if days_ahead == 1 else _weekday(day)
+        return f"{label} {span[0].strftime('%H:%M')}"
+    return ""
+
+
+def _weekday(day: datetime) -> str:
+    return "周" + "一二三四五六日"[day.weekday()]
+
+
+async def serves_category(hall: Hall, category: Category) -> bool:
+    # Halls listed for a citizen come with their categories; no need to ask the database.
+    if getattr(hall.categories, "_fetched", False):
+        return any(c.id == category.id for c in hall.categories)
+    return await hall.categories.filter(id=category.id).exists()
+
+
+async def active_ticket(openid: str, category_id: int) -> Ticket | None:
+    return await Ticket.get_or_none(active_key=_active_key(openid, category_id))
+
+
+async def issue(
+    hall: Hall,
+    category: Category,
+    at: datetime,
+    *,
+    source: str,
+    actor: str,
+    openid: str | None = None,
+    rules: QueueRules | None = None,
+    priority: int = 0,
+) -> Ticket:
+    """Give the next number of the day in a category at a hall; remote takes use the quota.
+
+    The counter row, the unique (hall, category, day, seq) and the unique active key are the
+    guards, so concurrent takes in any number of processes never share a number or a place.
+    """
+    rules = rules or queue_rules()
+    if source not in SOURCES:
+        raise ValueError(f"unknown ticket source {source!r}")
+    if not await serves_category(hall, category):
+        raise CategoryNotServed(hall=hall.name, category=category.name)
+    quota = rules.remote_quota(hall.code, category.code) if source == "remote" else None
+    new = _NewTicket(hall, category, at, source, actor, openid, priority)
+    for attempt in range(2):
+        try:
+            ticket = await _insert(new, quota)
+            break
+        except IntegrityError:
+            held = await Ticket.get_or_none(active_key=new.key) if new.key else None
+            if held is None:
+                raise
+            if attempt or held.local_day >= new.day:
+                raise AlreadyHolding(
+                    number=held.number, category=category.name, status=held.status
+                ) from None
+        # A ticket left from an earlier day (closing passed unseen) never blocks today's.
+        await change(
+            held.id, "expire", to="expired", allowed=HOLDING_STATES, at=at, actor="system"
+        )
+    if ticket is None:
+        raise QuotaUsedUp(category=category.name, hall=hall.name, quota=quota)
+    log.info("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, source)
+    return ticket
+
+
+@dataclass(slots=True)
+class _NewTicket:
+    hall: Hall
+    category: Category
+    at: datetime
+    source: str
+    actor: str
+    openid: str | None
+    priority: int
+
+    @property
+    def key(self) -> str | None:
+        return _active_key(self.openid, self.category.id)
+
+    @property
+    def day(self) -> date:
+        return local_day(self.at)
+
+
+async def _insert(new: _NewTicket, quota: int | None) -> Ticket | None:
+    """Take the number and insert the ticket and its first event at once; None: no quota."""
+    conn = Tortoise.get_connection("default")
+    if conn.capabilities.dialect == "postgres":
+        return await _insert_in_one_statement(conn, new, quota)
+    async with in_transaction() as tx:
+        taken = await next_seq(tx, new.hall.id, new.category.id, new.day, quota=quota)
+        if taken is None:
+            return None
+        seq, place = taken
+        ticket = await Ticket.create(using_db=tx, **_ticket_values(new, seq, place))
+        await _record(tx, ticket, "take", "", "waiting", _utc(new.at), new.actor, note=new.source)
+    return ticket
+
+
+def _ticket_values(new: _NewTicket, seq: int, place: int) -> dict[str, Any]:
+    return {
+        "hall_id": new.hall.id,
+        "category_id": new.category.id,
+        "issued_category_id": new.category.id,
+        "local_day": new.day,
+        "seq": seq,
+        "number": display_number(new.category.prefix, seq),
+        "source": new.source,
+        "priority": new.priority,
+        "openid": new.openid,
+        "status": "waiting",
+        "active_key": new.key,
+        "place": place,
+        "queued_at": _utc(new.at),
+    }
+
+
+# On PostgreSQL the counter, the ticket and its event are one statement: one round trip, and
+# the counter row is locked only while it runs, not across a transaction's round trips.
+_ISSUE_SQL = """
+WITH counter AS (
+    INSERT INTO number_counter (hall_id, category_id, local_day, seq, remote_taken, last_place)
+    VALUES ($1, $2, $3, 1, $4, 1)
+    ON CONFLICT (hall_id, category_id, local_day) DO UPDATE
+    SET seq = number_counter.seq + 1,
+        remote_taken = number_counter.remote_taken + excluded.remote_taken,
+        last_place = number_counter.last_place + 1
+    WHERE number_counter.remote_taken + excluded.remote_taken <= $5
+    RETURNING seq, last_place
+), issued AS (
+    INSERT INTO ticket (
+        hall_id, category_id, issued_category_id, local_day, seq, number, source, priority,
+        openid, status, active_key, requeues, recalls, is_near_told, place, queued_at,
+        created_at
+    )
+    SELECT $1, $2, $2, $3, seq,
+        $6::text || CASE WHEN seq < 1000 THEN lpad(seq::text, 3, '0') ELSE seq::text END,
+        $7, $8, $9, 'waiting', $10, 0, 0, false, last_place, $11, $11
+    FROM counter
+    RETURNING id, seq, number, place
+), event AS (
+    INSERT INTO ticket_event (
+        ticket_id, action, from_status, to_status, at, actor, window_code, note
+    )
+    SELECT id, 'take', '', 'waiting', $11, $12, '', $7 FROM issued
+)
+SELECT id, seq, number, place FROM issued
+"""
+
+
+async def _insert_in_one_statement(
+    conn: BaseDBAsyncClient, new: _NewTicket, quota: int | None
+) -> Ticket | None:
+    remote = 0 if quota is None else 1
+    limit = 2**31 - 1 if quota is None else quota
+    if remote > limit:
+        return None
+    now = _utc(new.at)
+    values = [new.hall.id, new.category.id, new.day, remote, limit, new.category.prefix]
+    values += [new.source, new.priority, new.openid, new.key, now, new.actor]
+    rows = await conn.execute_query_dict(_ISSUE_SQL, values)
+    if not rows:
+        return None
+    row = rows[0]
+    ticket = Ticket(id=row["id"], created_at=now, **_ticket_values(new, row["seq"], row["place"]))
+    ticket._saved_in_db = True
+    return ticket
+
+
+# Changing a ticket.
+
+
+async def _record(
+    conn: BaseDBAsyncClient,
+    ticket: Ticket,
+    action: str,
+    from_status: str,
+    to_status: str,
+    at: datetime,
+    actor: str,
+    *,
+    window: Window | None = None,
+    note: str = "",
+) -> None:
+    await TicketEvent.create(
+        using_db=conn,
+        ticket_id=ticket.id,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        at=at,
+        actor=actor,
+        window_code=window.code if window else "",
+        note=note[:200],
+    )
+
+
+async def change(
+    ticket_id: int,
+    action: str,
+    *,
+    to: str,
+    allowed: tuple[str, ...],
+    at: datetime,
+    actor: str,
+    window: Window | None = None,
+    note: str = "",
+    **values: Any,
+) -> Ticket:
+    """Move a ticket from one of `allowed` to `to`, only if no one moved it first.
+
+    The UPDATE is conditional on the state just read, so of two clerks or a clerk and a
+    citizen acting at once one wins and the other is told the ticket has moved on.
+    """
+    now = _utc(at)
+    async with in_transaction() as conn:
+        ticket = await Ticket.filter(id=ticket_id).using_db(conn).first()
+        if ticket is None:
+            raise TicketNotFound(ticket_id=ticket_id)
+        if ticket.status not in allowed:
+            raise WrongState(number=ticket.number, status=ticket.status, action=action)
+        if to not in ("called", "serving"):
+            values.setdefault("window_slot", None)
+        if to in ("done", "cancelled", "expired"):
+            values.setdefault("active_key", None)
+        values["status"] = to
+        changed = await (
+            Ticket.filter(id=ticket_id, status=ticket.status).using_db(conn).update(**values)
+        )
+        if changed != 1:
+            raise WrongState(number=ticket.number, status="changed", action=action)
+        await _record(
+            conn, ticket, action, ticket.status, to, now, actor, window=window, note=note
+        )
+    for name, value in values.items():
+        setattr(ticket, name, value)
+    log.info("ticket changed ticket=%d action=%s status=%s actor=%s", ticket.id, action, to, actor)
+    return ticket
+
+
+async def cancel(ticket: Ticket, at: datetime, actor: str = "citizen") -> Ticket:
+    """Give up a ticket: waiting, called or missed."""
+    return await change(
+        ticket.id, "cancel", to="cancelled", allowed=("waiting", "called", "missed"), at=at,
+        actor=actor,
+    )  # fmt: skip
+
+
+async def requeue(ticket: Ticket, hall: Hall, at: datetime, rules: QueueRules) -> Ticket:
+    """Put a missed ticket back at the end of its queue, once."""
+    await ticket.refresh_from_db()
+    if ticket.status != "missed":
+        raise WrongState(number=ticket.number, status=ticket.status, action="requeue")
+    if ticket.requeues >= rules.max_requeues or ticket.local_day != local_day(at):
+        raise RequeueUsed(number=ticket.number)
+    check_open_for_remote(hall, at, rules)
+    return await change(
+        ticket.id,
+        "requeue",
+        to="waiting",
+        allowed=("missed",),
+        at=at,
+        actor="citizen",
+        requeues=ticket.requeues + 1,
+        place=await next_place(ticket.hall_id, ticket.category_id, ticket.local_day),
+        queued_at=_utc(at),
+        window_id=None,
+        is_near_told=False,
+    )
+
+
+# Windows and calling.
+
+
+async def call_next(window: Window, at: datetime, actor: str) -> Ticket | None:
+    """Claim the next waiting ticket for the window: bookings first, then the earliest.
+
+    Two windows pressing at once never get the same ticket: the claim is an UPDATE on
+    status='waiting' (plus FOR UPDATE SKIP LOCKED on PostgreSQL, so they do not queue up).
+    """
+    if not window.is_open:
+        raise WindowClosed(window=window.name)
+    await _check_window_free(window)
+    codes = list(window.categories or [])
+    category_ids = [c.id for c in await Category.filter(code__in=codes).only("id")]
+    now = _utc(at)
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            return await _claim(window, category_ids, local_day(at), now, actor)
+        except _ClaimLost:
+            continue
+        except IntegrityError:
+            raise WindowBusy(window=window.name) from None
+    log.warning("call next gave up window=%s attempts=%d", window.code, CLAIM_ATTEMPTS)
+    return None
+
+
+class _ClaimLost(Exception):
+    """Another window claimed the ticket between our read and our update."""
+
+
+async def _claim(
+    window: Window, category_ids: list[int], day: date, now: datetime, actor: str
+) -> Ticket | None:
+    """Claim one ticket, or return None when none waits."""
+    async with in_transaction() as conn:
+        heads = []
+        for category_id in category_ids:
+            query = Ticket.filter(
+                hall_id=window.hall_id, category_id=category_id, status="waiting", local_day=day
+            ).order_by(*QUEUE_ORDER)
+            if conn.capabilities.support_for_update:
+                query = query.select_for_update(skip_locked=True)
+            head = await query.using_db(conn).first()
+            if head is not None:
+                heads.append(head)
+        if not heads:
+            return None
+        # Between the heads of several queues, the one that has waited longest goes first.
+        candidate = min(heads, key=lambda t: (-t.priority, t.queued_at, t.id))
+        values = {"status": "called", "window_id": window.id, "window_slot": window.id}
+        values["called_at"] = now
+        changed = await (
+            Ticket.filter(id=candidate.id, status="waiting").using_db(conn).update(**values)
+        )
+        if changed != 1:
+            raise _ClaimLost
+        await _record(conn, candidate, "call", "waiting", "called", now, actor, window=window)
+    for name, value in values.items():
+        setattr(candidate, name, value)
+    log.info("ticket called ticket=%d window=%s", candidate.id, window.code)
+    return candidate
+
+
+async def _check_window_free(window: Window) -> None:
+    current = await Ticket.get_or_none(window_slot=window.id)
+    if current is not None:
+        raise WindowBusy(window=window.name, number=current.number, ticket_id=current.id)
+
+
+async def at_window(window: Window, ticket_id: int) -> Ticket:
+    """Return a ticket the window holds (called or serving), else refuse."""
+    ticket = await Ticket.get_or_none(id=ticket_id)
+    if ticket is None:
+        raise TicketNotFound(ticket_id=ticket_id)
+    if ticket.window_id != window.id or ticket.window_slot != window.id:
+        raise NotAtThisWindow(number=ticket.number, window=window.name)
+    return ticket
+
+
+async def recall(window: Window, ticket_id: int, at: datetime, actor: str) -> Ticket:
+    ticket = await at_window(window, ticket_id)
+    return await change(
+        ticket.id, "recall", to="called", allowed=("called",), at=at, actor=actor, window=window,
+        recalls=ticket.recalls + 1, called_at=_utc(at),
+    )  # fmt: skip
+
+
+async def mark_missed(
+    window: Window, ticket_id: int, at: datetime, actor: str, rules: QueueRules
+) -> Ticket:
+    """The citizen did not come: free the window; the place is kept while a re-queue is left."""
+    ticket = await at_window(window, ticket_id)
+    values: dict[str, Any] = {}
+    if ticket.requeues >= rules.max_requeues:
+        values["active_key"] = None
+    return await change(
+        ticket.id, "miss", to="missed", allowed=("called",), at=at, actor=actor, window=window,
+        **values,
+    )  # fmt: skip
+
+
+async def start(window: Window, ticket_id: int, at: datetime, actor: str) -> Ticket:
+    await at_window(window, ticket_id)
+    return await change(
+        ticket_id, "start", to="serving", allowed=("called",), at=at, actor=actor, window=window,
+        started_at=_utc(at),
+    )  # fmt: skip
+
+
+async def finish(window: Window, ticket_id: int, at: datetime, actor: str) -> Ticket:
+    """Close a served ticket; one finished straight from 'called' counts from its call."""
+    ticket = await at_window(window, ticket_id)
+    now = _utc(at)
+    return await change(
+        ticket.id, "finish", to="done", allowed=("called", "serving"), at=at, actor=actor,
+        window=window, finished_at=now, started_at=ticket.started_at or ticket.called_at or now,
+    )  # fmt: skip
+
+
+async def transfer(
+    window: Window, ticket_id: int, category: Category, at: datetime, actor: str
+) -> Ticket:
+    """Send a ticket to another category's queue, keeping its number, ahead of its walk-ins."""
+    ticket = await at_window(window, ticket_id)
+    hall = await Hall.get(id=ticket.hall_id)
+    if not await serves_category(hall, category):
+        raise CategoryNotServed(hall=hall.name, category=category.name)
+    if category.id == ticket.category_id:
+        raise WrongState(number=ticket.number, status=ticket.status, action="transfer")
+    values: dict[str, Any] = {"category_id": category.id, "window_id": None, "called_at": None}
+    values.update(started_at=None, is_near_told=False, queued_at=_utc(at))
+    values["priority"] = max(ticket.priority, TRANSFER_PRIORITY)
+    values["place"] = await next_place(ticket.hall_id, category.id, ticket.local_day)
+    if ticket.active_key is not None:
+        values["active_key"] = _active_key(ticket.openid, category.id)
+    try:
+        return await change(
+            ticket.id, "transfer", to="waiting", allowed=("called", "serving"), at=at,
+            actor=actor, window=window, note=f"to {category.code}", **values,
+        )  # fmt: skip
+    except IntegrityError:
+        raise AlreadyHolding(number=ticket.number, category=category.name) from None
+
+
+async def open_window(window: Window, at: datetime, staff: str | None) -> Window:
+    window.is_open, window.staff, window.opened_at = True, staff, _utc(at)
+    await window.save(update_fields=["is_open", "staff", "opened_at"])
+    log.info("window opened window=%s staffed=%s", window.code, staff is not None)
+    return window
+
+
+async def close_window(window: Window) -> Window:
+    """Close a window; one still holding a ticket must first finish or release it."""
+    await _check_window_free(window)
+    window.is_open, window.staff = False, None
+    await window.save(update_fields=["is_open", "staff"])
+    log.info("window closed window=%s", window.code)
+    return window
+
+
+# Seeding the windows from config/queue.toml.
+
+
+async def seed_windows(rules: QueueRules | None = None) -> int:
+    """Create or update the windows listed in config/queue.toml; return how many."""
+    rules = rules or queue_rules()
+    halls = {hall.code: hall for hall in await Hall.all()}
+    for sort, item in enumerate(rules.windows):
+        hall = halls.get(item["hall"])
+        if hall is None:
+            raise ValueError(f"window {item['code']}: no hall {item['hall']!r}")
+        defaults = {"hall": hall, "name": item["name"], "categories": list(item["categories"])}
+        await Window.update_or_create(dict(defaults, sort=sort), code=item["code"])
+    return len(rules.windows)

@@ -1,0 +1,294 @@
+"""提前取号 and 排队进度 in chat: two taps to a number, its progress, cancel and re-queue."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from bot.platform_sim import Platform
+from bot.services import Services
+from models import queue, queue_rules
+from models.hall import Hall
+from models.notice import Notice
+from models.queue import Ticket
+from tests.conftest import OPENID, WeChat
+from tests.models.test_queue import MONDAY_10, local, opened, take
+
+UTC_HOST = ZoneInfo("UTC")
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    """Monday 10:00 in the hall, on a host whose own zone is UTC."""
+    with time_machine.travel(MONDAY_10.astimezone(UTC_HOST), tick=False) as traveller:
+        yield traveller
+
+
+_taps = itertools.count(1)
+
+
+async def tap(wechat: WeChat, key: str) -> str:
+    """Tap a menu entry; with the clock frozen, each tap still gets its own CreateTime."""
+    create_time = int(time.time()) + next(_taps)
+    reply = await wechat.send(Platform.event(OPENID, "CLICK", create_time, EventKey=key))
+    assert reply is not None
+    return str(reply["Content"])
+
+
+def index_of(listing: str, hall: str, category: str) -> str:
+    """Return the number the list gives a category under a hall's heading."""
+    section = listing.split(f"【{hall}】", 1)[1].split("【", 1)[0]
+    line = next(line for line in section.splitlines() if line.endswith(f". {category}"))
+    return line.split(".", 1)[0]
+
+
+async def take_by_chat(wechat: WeChat, category: str = "民生服务") -> str:
+    listing = await tap(wechat, "QUEUE_TAKE")
+    return await wechat.say(index_of(listing, "松山湖市民服务中心", category))
+
+
+async def test_two_taps_give_a_number_with_the_wait(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take("o-before")
+    listing = await tap(wechat, "QUEUE_TAKE")
+    assert "【松山湖市民服务中心】" in listing and "【社区服务中心分厅】" in listing
+
+    reply = await wechat.say(index_of(listing, "松山湖市民服务中心", "民生服务"))
+
+    assert "A002" in reply
+    assert "前面还有 1 人" in reply
+    assert "排队进度" in reply
+    ticket = await Ticket.get(openid=OPENID)
+    assert (ticket.number, ticket.source, ticket.status) == ("A002", "remote", "waiting")
+
+
+async def test_taken_number_queues_the_taken_notice(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+
+    ticket = await Ticket.get(openid=OPENID)
+    notice = await Notice.get(ref=f"ticket:{ticket.id}", kind="ticket_taken")
+    assert notice.openid == OPENID
+
+
+async def test_typed_words_with_a_category_take_it_at_once(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """工程建设 is served at one hall only: "取号 工程建设" needs no list."""
+    reply = await wechat.say("取号 工程建设")
+
+    assert "C001" in reply
+
+
+async def test_voice_works_like_typing(wechat: WeChat, clock: time_machine.Coordinates) -> None:
+    reply = await wechat.send(Platform.voice(OPENID, "我要取号。"))
+
+    assert reply is not None and "请回复序号" in reply["Content"]
+
+
+async def test_unknown_choice_asks_again_and_keeps_the_list(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await tap(wechat, "QUEUE_TAKE")
+
+    again = await wechat.say("99")
+
+    assert "请回复 1 到" in again
+    assert "A001" in await wechat.say("1")
+
+
+async def test_choice_by_category_name_in_the_dialog(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await tap(wechat, "QUEUE_TAKE")
+
+    assert "C001" in await wechat.say("工程建设")
+
+
+async def test_closed_hall_refuses_with_its_hours(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    clock.move_to(local(2, 20).astimezone(UTC_HOST))
+
+    reply = await take_by_chat(wechat)
+
+    assert "不在取号时间" in reply and "明天 09:00" in reply
+    assert not await Ticket.exists()
+
+
+async def test_hall_about_to_close_refuses(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    clock.move_to(local(2, 17, 45).astimezone(UTC_HOST))
+
+    reply = await take_by_chat(wechat)
+
+    assert "18:00 下班" in reply
+    assert not await Ticket.exists()
+
+
+async def test_quota_used_up_refuses(
+    wechat: WeChat, clock: time_machine.Coordinates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tight = replace(queue_rules.load_rules(), quotas={"main": {"livelihood": 1}})
+    monkeypatch.setattr(queue_rules, "queue_rules", lambda: tight)
+    monkeypatch.setattr(queue, "queue_rules", lambda: tight)
+    await take("o-first", rules=tight)
+
+    reply = await take_by_chat(wechat)
+
+    assert "名额已经取完" in reply
+    assert not await Ticket.filter(openid=OPENID).exists()
+
+
+async def test_second_ticket_in_a_category_is_refused(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+
+    reply = await take_by_chat(wechat)
+
+    assert "A001" in reply and "只能持有一个号码" in reply
+    assert await Ticket.filter(openid=OPENID).count() == 1
+
+
+async def test_status_shows_people_ahead_wait_and_windows(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    for i in range(3):
+        await take(f"o{i}")
+    await take_by_chat(wechat)
+    await opened("W01")
+
+    reply = await tap(wechat, "QUEUE_STATUS")
+
+    assert "A004" in reply
+    assert "前面还有 3 人" in reply
+    assert "正在办理窗口：1号窗口" in reply
+    assert "预计等候约 45 分钟" in reply  # 3 ahead x 15 min (no history) / 1 open window
+
+
+async def test_status_without_tickets_says_how_to_take_one(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    reply = await wechat.say("排队进度")
+
+    assert "没有在排队的号码" in reply and "取号" in reply
+
+
+async def test_status_of_a_called_ticket_names_the_window(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+    window = await opened("W02")
+    await queue.call_next(window, MONDAY_10, "W02")
+
+    reply = await tap(wechat, "QUEUE_STATUS")
+
+    assert "请立即到2号窗口办理" in reply
+
+
+async def test_cancel_by_number_frees_the_category(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+
+    reply = await wechat.say("取消 a001")
+
+    assert "已取消 A001" in reply
+    assert (await Ticket.get(openid=OPENID)).status == "cancelled"
+    assert "A002" in await take_by_chat(wechat)
+
+
+async def test_cancel_without_number_takes_the_only_ticket(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+
+    assert "已取消 A001" in await wechat.say("取消排队")
+
+
+async def test_cancel_with_two_tickets_asks_which(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+    await take_by_chat(wechat, "税务")
+
+    reply = await wechat.say("取消排队")
+
+    assert "E001" in reply and "A001" in reply and "取消+号码" in reply
+    assert await Ticket.filter(status="cancelled").count() == 0
+
+
+async def test_cancel_of_someone_elses_number_is_not_found(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    other = await take("o-other")
+
+    reply = await wechat.say(f"取消{other.number}")
+
+    assert "没有找到您今天的号码 A001" in reply
+    assert (await Ticket.get(id=other.id)).status == "waiting"
+
+
+async def test_missed_ticket_requeues_once_by_chat(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await take_by_chat(wechat)
+    await take("o-behind")
+    window = await opened("W01")
+    ticket = await queue.call_next(window, MONDAY_10, "W01")
+    assert ticket is not None
+    await queue.mark_missed(window, ticket.id, MONDAY_10, "W01", queue_rules.queue_rules())
+    assert "重排A001" in await tap(wechat, "QUEUE_STATUS")
+
+    reply = await wechat.say("重排A001")
+
+    assert "已为您重新排队" in reply and "前面还有 1 人" in reply
+    again = await wechat.say("重新排队")
+    assert "没有可以重新排队的号码" in again
+
+
+async def test_taking_at_23_59_59_and_00_00_01_beijing_on_a_utc_host(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """Numbers restart at the hall's midnight, 16:00 UTC; the day's ticket does not block."""
+    await Hall.filter(code="main").update(
+        hours=[{"days": [1, 2, 3, 4, 5, 6, 7], "open": "00:00", "close": "24:00"}]
+    )
+    clock.move_to(datetime(2026, 3, 2, 15, 59, 59, tzinfo=UTC_HOST))
+    assert datetime.now().hour == 15  # the host's own zone is UTC
+    first = await take_by_chat(wechat)
+    await take("o-late", local(2, 23, 59, 59))
+
+    clock.move_to(datetime(2026, 3, 2, 16, 0, 1, tzinfo=UTC_HOST))
+    after_midnight = await take_by_chat(wechat)
+
+    assert "A001" in first and "A001" in after_midnight
+    days = await Ticket.filter(openid=OPENID).order_by("id").values_list("local_day", "status")
+    assert days == [(date(2026, 3, 2), "expired"), (date(2026, 3, 3), "waiting")]
+
+
+async def test_taking_at_07_30_beijing_counts_for_the_beijing_day(
+    wechat: WeChat, clock: time_machine.Coordinates, services: Services
+) -> None:
+    await Hall.filter(code="main").update(
+        hours=[{"days": [1, 2, 3, 4, 5, 6, 7], "open": "07:00", "close": "18:00"}]
+    )
+    clock.move_to(datetime(2026, 3, 2, 23, 30, tzinfo=UTC))  # Tuesday 07:30 in Beijing
+
+    reply = await take_by_chat(wechat)
+
+    assert "A001" in reply
+    assert services.today() == date(2026, 3, 3)
+    assert (await Ticket.get(openid=OPENID)).local_day == date(2026, 3, 3)
+    assert "A001" in await tap(wechat, "QUEUE_STATUS")
