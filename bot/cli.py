@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     menu.add_argument("action", choices=["show", "check", "sync"])
     menu.set_defaults(run=_menu)
 
+    qr = sub.add_parser("qr", help="create each hall's permanent check-in QR code (API)")
+    qr.set_defaults(run=_qr)
+
     try:
         from bot import simulator
     except ImportError:
@@ -225,6 +228,30 @@ def _menu(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     asyncio.run(_sync_menu(settings, platform_payload(menu)))
     print("menu posted")
+    return 0
+
+
+def _qr(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from bot.redis_conn import connect_redis
+    from bot.wechat_api import WeChatAPI
+    from handlers.checkin import create_codes
+    from models.db import close_db, init_db
+
+    async def run() -> list[dict[str, str]]:
+        await init_db(settings.database_url)
+        redis = connect_redis(settings.redis_url)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await create_codes(WeChatAPI(settings, redis, session))
+        finally:
+            await redis.aclose()
+            await close_db()
+
+    for code in asyncio.run(run()):
+        print(f"{code['hall']}\t{code['scene']}\tticket={code['ticket']}\turl={code['url']}")
+        print(f"\timage: {code['image']}")
     return 0
 
 

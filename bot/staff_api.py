@@ -78,6 +78,9 @@ def setup(app: web.Application) -> None:
     staff.router.add_post("/halls/{hall}/tickets", issue_onsite)
     staff.router.add_get("/halls/{hall}/queues/{category}", list_queue)
     staff.router.add_get("/tickets/{ticket_id:\\d+}", show_ticket)
+    from bot import staff_bookings  # imports this module: not at the top
+
+    staff_bookings.setup(staff)
     app.add_subapp(PREFIX, staff)
 
 

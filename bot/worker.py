@@ -23,7 +23,7 @@ from bot.redis_conn import connect_redis
 from bot.services import Services
 from bot.texts import Texts
 from config.settings import Settings
-from models import queue_flow
+from models import booking_flow, queue_flow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ FUNCTIONS: list[Function] = [
         keep_result=0,
     ),
     *queue_flow.FUNCTIONS,
+    *booking_flow.FUNCTIONS,
 ]
 
 # Periodic jobs, at the hall's local time (settings.timezone). A service adds its own here,
@@ -46,6 +47,7 @@ FUNCTIONS: list[Function] = [
 CRON_JOBS: list[CronJob] = [
     cron(push.requeue_stalled, name="requeue_stalled_notices", second={0}, timeout=60),
     *queue_flow.CRON_JOBS,
+    *booking_flow.CRON_JOBS,
 ]
 
 # How often an idle worker looks for work. The in-process one is cheap to poll (no network).

@@ -7,11 +7,23 @@ from bot.dispatcher import Router
 
 def all_routers() -> list[Router]:
     """Return every service's router, in the order the dispatcher includes them."""
-    from handlers import branches, coming_soon, consult, hall_info, queue, receipts, welcome
+    from handlers import (
+        booking,
+        branches,
+        checkin,
+        coming_soon,
+        consult,
+        hall_info,
+        queue,
+        receipts,
+        welcome,
+    )
 
     return [
         welcome.router,
         queue.router,
+        booking.router,
+        checkin.router,
         # Before hall_info: an FAQ keyword ("交通违章") outweighs a hall word ("交通") beside it.
         consult.router,
         hall_info.router,

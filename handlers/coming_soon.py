@@ -9,9 +9,6 @@ router = Router("coming_soon")
 
 # Entries that answer "coming soon" until their handlers module exists.
 PENDING_KEYS = (
-    "BOOKING",
-    "BOOKING_MINE",
-    "CHECKIN",
     "GUIDE_SEARCH",
     "APPLICATION_PROGRESS",
     "CERT_MAIL",

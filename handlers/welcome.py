@@ -8,6 +8,7 @@ from bot import keys
 from bot.dispatcher import Context, Reply, Router
 from config.menu import entries
 from models.booking import forget_citizen
+from models.booking import forget_citizen
 from models.citizen import Citizen
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ async def welcome_follower(ctx: Context) -> Reply:
 async def forget_follower(ctx: Context) -> Reply:
     """The citizen left: mark them so that no notice is sent again."""
     await Citizen.unfollow(ctx.openid, ctx.now())
+    await forget_citizen(ctx.openid, ctx.services.local_now())
     await forget_citizen(ctx.openid, ctx.services.local_now())
     await ctx.services.redis.delete(keys.citizen_key(ctx.openid), keys.dialog_key(ctx.openid))
     log.info("citizen unfollowed")

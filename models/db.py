@@ -13,7 +13,14 @@ from config.settings import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
-MODEL_MODULES = ["models.citizen", "models.hall", "models.notice", "models.queue"]
+MODEL_MODULES = [
+    "models.citizen",
+    "models.hall",
+    "models.notice",
+    "models.queue",
+    "models.booking",
+    "models.calendar",
+]
 SEED_FILE = CONFIG_DIR / "halls.toml"
 # For the `tortoise` command (makemigrations): `tortoise -c models.db.TORTOISE_ORM ...`
 TORTOISE_ORM: dict[str, Any] = {}
