@@ -41,6 +41,13 @@ class Reply:
 SUCCESS = Reply()
 
 
+class PassOn(Exception):
+    """Raised by a dialog's handler for words that are no answer to it ("取号" typed mid-way).
+
+    The dispatcher leaves the dialog and routes the same words as if no dialog were open.
+    """
+
+
 @dataclass(slots=True)
 class Context:
     """Everything a handler needs for one message."""
@@ -212,6 +219,12 @@ class Dispatcher:
         ctx.service = route.service
         try:
             reply = await route.handler(ctx)
+        except PassOn:
+            if not ctx.dialog.is_active:
+                log.error("words passed on outside a dialog service=%s", ctx.service)
+                return ctx.reply("errors/generic.j2")
+            await ctx.dialog.finish()
+            return await self.dispatch(ctx)
         except CitizenError as exc:
             log.warning("request refused service=%s reason=%s", ctx.service, exc)
             return ctx.reply(exc.template, **exc.context)
@@ -228,6 +241,11 @@ class Dispatcher:
             return await self._resolve_text(ctx)
         if incoming.msg_type == "text":
             return self.fallback
+        if ctx.dialog.is_active:
+            # A dialog may take a picture as its next answer: `@router.dialog("state/image")`.
+            route = self.dialog_states.get(f"{ctx.dialog.state}/{incoming.msg_type}")
+            if route is not None:
+                return route
         route = self.message_types.get(incoming.msg_type)
         return route or self.message_types.get("*")
 

@@ -81,6 +81,8 @@ async def notify(
     data = spec.render(values, services.texts, citizen.language if citizen else "zh")
     # A citizen with no row followed before the account kept them: the platform decides.
     reason = "" if citizen is None or citizen.is_following else "not following"
+    if not reason and citizen is not None and kind in (citizen.muted_notices or ()):
+        reason = "turned off"  # by the citizen, in 提醒设置
     if not reason and spec.channel == "subscribe":
         consent = await NoticeConsent.get_or_none(openid=openid, template_id=spec.template_id)
         reason = "" if consent is not None and consent.is_accepted else "no consent"

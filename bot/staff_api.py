@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.app import SERVICES, SETTINGS
 from bot.services import Services
-from models import queue, queue_flow
+from models import feedback, queue, queue_flow
 from models.hall import Category, Hall
 from models.queue import Ticket, TicketEvent, Window
 from models.queue_rules import QueueError
@@ -81,6 +81,9 @@ def setup(app: web.Application) -> None:
     from bot import staff_bookings  # imports this module: not at the top
 
     staff_bookings.setup(staff)
+    from bot import admin_feedback  # imports this module too
+
+    admin_feedback.setup(staff)
     app.add_subapp(PREFIX, staff)
 
 
@@ -227,6 +230,7 @@ async def act(request: web.Request) -> web.Response:
         ticket = await queue.start(window, ticket_id, at, actor)
     elif action == "finish":
         ticket = await queue.finish(window, ticket_id, at, actor)
+        await feedback.invite(services, ticket)
     else:
         category = await _category((await _body(request)).get("category"))
         ticket = await queue_flow.transfer(services, window, ticket_id, category, actor)

@@ -23,7 +23,7 @@ from bot.redis_conn import connect_redis
 from bot.services import Services
 from bot.texts import Texts
 from config.settings import Settings
-from models import booking_flow, queue_flow
+from models import booking_flow, classroom, feedback, queue_flow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ FUNCTIONS: list[Function] = [
     ),
     *queue_flow.FUNCTIONS,
     *booking_flow.FUNCTIONS,
+    *classroom.FUNCTIONS,
 ]
 
 # Periodic jobs, at the hall's local time (settings.timezone). A service adds its own here,
@@ -48,6 +49,8 @@ CRON_JOBS: list[CronJob] = [
     cron(push.requeue_stalled, name="requeue_stalled_notices", second={0}, timeout=60),
     *queue_flow.CRON_JOBS,
     *booking_flow.CRON_JOBS,
+    *classroom.CRON_JOBS,
+    *feedback.CRON_JOBS,
 ]
 
 # How often an idle worker looks for work. The in-process one is cheap to poll (no network).

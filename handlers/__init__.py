@@ -11,11 +11,15 @@ def all_routers() -> list[Router]:
         booking,
         branches,
         checkin,
+        classroom,
         coming_soon,
+        complaint,
         consult,
+        evaluation,
         hall_info,
         queue,
         receipts,
+        reminders,
         welcome,
     )
 
@@ -24,6 +28,10 @@ def all_routers() -> list[Router]:
         queue.router,
         booking.router,
         checkin.router,
+        evaluation.router,
+        complaint.router,
+        classroom.router,
+        reminders.router,
         # Before hall_info: an FAQ keyword ("交通违章") outweighs a hall word ("交通") beside it.
         consult.router,
         hall_info.router,

@@ -7,7 +7,7 @@ import logging
 from bot import keys
 from bot.dispatcher import Context, Reply, Router
 from config.menu import entries
-from models.booking import forget_citizen
+from models import preferences
 from models.booking import forget_citizen
 from models.citizen import Citizen
 
@@ -32,7 +32,7 @@ async def forget_follower(ctx: Context) -> Reply:
     """The citizen left: mark them so that no notice is sent again."""
     await Citizen.unfollow(ctx.openid, ctx.now())
     await forget_citizen(ctx.openid, ctx.services.local_now())
-    await forget_citizen(ctx.openid, ctx.services.local_now())
+    await preferences.forget(ctx.services, ctx.openid)
     await ctx.services.redis.delete(keys.citizen_key(ctx.openid), keys.dialog_key(ctx.openid))
     log.info("citizen unfollowed")
     return Reply()

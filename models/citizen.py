@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -19,6 +20,8 @@ class Citizen(Model):
     language = fields.CharField(max_length=8, default="zh")
     # People ahead at which "almost your turn" is sent; NULL: the hall's default (queue.toml)
     near_ahead = fields.SmallIntField(null=True)
+    # Optional notice kinds the citizen turned off (提醒设置), e.g. ["classroom_reminder"]
+    muted_notices: Any = fields.JSONField(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -1,0 +1,135 @@
+"""提醒设置 in chat: the threshold the queue uses, the notices wanted, and the language."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import time_machine
+
+from bot import keys, push
+from bot.platform_sim import Platform
+from bot.services import Services
+from models import queue_flow
+from models.citizen import Citizen
+from models.notice import Notice
+from models.preferences import OPTIONAL_NOTICES
+from models.queue_rules import queue_rules
+from tests.conftest import OPENID, WeChat
+from tests.handlers.test_evaluation import tap
+from tests.models.test_queue import MONDAY_10
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    with time_machine.travel(MONDAY_10, tick=False) as traveller:
+        yield traveller
+
+
+async def test_settings_show_the_defaults(wechat: WeChat) -> None:
+    reply = await tap(wechat, "REMINDERS")
+
+    assert "前面剩 3 人时提醒（默认）" in reply
+    assert "快到号提醒开" in reply and "中文" in reply
+
+
+async def test_threshold_is_the_one_the_queue_reads(wechat: WeChat) -> None:
+    await tap(wechat, "REMINDERS")
+    asked = await wechat.say("1")
+    set_to = await wechat.say("5")
+
+    assert "1 到 10" in asked
+    assert "前面剩 5 人时提醒您" in set_to
+    assert (await Citizen.get(openid=OPENID)).near_ahead == 5
+    assert await queue_flow.near_ahead(OPENID, queue_rules()) == 5
+
+
+@pytest.mark.parametrize("typed", ["0", "11", "三"])
+async def test_threshold_out_of_range_is_refused(wechat: WeChat, typed: str) -> None:
+    await tap(wechat, "REMINDERS")
+    await wechat.say("1")
+
+    reply = await wechat.say(typed)
+
+    assert "1 到 10" in reply
+    assert await queue_flow.near_ahead(OPENID, queue_rules()) == 3
+    assert "前面剩 2 人" in await wechat.say("2")  # still asking: the next answer counts
+
+
+async def test_threshold_typed_directly(wechat: WeChat) -> None:
+    reply = await wechat.say("提醒4")
+
+    assert "前面剩 4 人时提醒您" in reply
+    assert "1 到 10" in await wechat.say("提醒 12")
+
+
+async def test_turned_off_notice_is_not_sent(wechat: WeChat, services: Services) -> None:
+    await tap(wechat, "REMINDERS")
+    listing = await wechat.say("2")
+    index = OPTIONAL_NOTICES.index("classroom_reminder") + 1
+    off = await wechat.say(str(index))
+
+    assert f"{index}. 市民课堂提醒：开" in listing
+    assert "已关闭“市民课堂提醒”" in off and f"{index}. 市民课堂提醒：关" in off
+    values = {"activity": "讲座", "place": "二楼", "starts_at": "2026-03-05 14:00"}
+    queued = await push.notify(
+        services, kind="classroom_reminder", openid=OPENID, ref="classroom:1", values=values
+    )
+    notice = await Notice.get(ref="classroom:1")
+    assert (queued, notice.status, notice.last_error) == (False, "skipped", "turned off")
+    # A notice that answers the citizen's own request still goes out.
+    called = {"number": "A001", "window": "1号窗口", "hall": "本厅", "called_at": "10:00"}
+    assert await push.notify(
+        services, kind="ticket_called", openid=OPENID, ref="ticket:1", values=called
+    )
+
+    on = await wechat.say(str(index))
+    assert "已开启“市民课堂提醒”" in on
+    assert (await Citizen.get(openid=OPENID)).muted_notices == []
+
+
+async def test_english_switches_replies_and_notices(wechat: WeChat, services: Services) -> None:
+    reply = await wechat.say("English")
+
+    assert "English" in reply and "已切换" not in reply
+    assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
+    assert (await Citizen.get(openid=OPENID)).language == "en"
+    help_text = await wechat.say("help")
+    assert "services" in help_text.lower() and "您可以" not in help_text
+    values = {"category": "民生服务", "window": "1号窗口", "finished_at": "10:00"}
+    await push.notify(
+        services, kind="service_rate_invite", openid=OPENID, ref="ticket:9", values=values
+    )
+    notice = await Notice.get(ref="ticket:9")
+    assert notice.data["fields"]["thing4"].isascii()
+
+    back = await wechat.say("中文")
+    assert "已切换为中文" in back
+    assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "zh"  # type: ignore[misc]
+
+
+async def test_lost_language_cache_is_put_back(wechat: WeChat, services: Services) -> None:
+    await wechat.say("English")
+    await services.redis.delete(keys.citizen_key(OPENID))
+
+    reply = await tap(wechat, "REMINDERS")
+
+    assert "Reminders" in reply
+    assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
+
+
+async def test_unfollow_forgets_the_choices(wechat: WeChat) -> None:
+    await wechat.say("提醒6")
+    await wechat.say("English")
+
+    await wechat.send(Platform.event(OPENID, "unsubscribe"))
+
+    citizen = await Citizen.get(openid=OPENID)
+    assert (citizen.near_ahead, citizen.language, citizen.muted_notices) == (None, "zh", [])
+
+
+async def test_leaving_the_settings(wechat: WeChat) -> None:
+    await tap(wechat, "REMINDERS")
+
+    assert "设置已保存" in await wechat.say("完成")
+    assert "没能理解" in await wechat.say("完成")
