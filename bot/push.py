@@ -276,7 +276,8 @@ async def mark_not_following(services: Services, openid: str) -> None:
         except IntegrityError:
             await Citizen.filter(openid=openid).update(is_following=False)
     try:
-        await services.redis.delete(keys.citizen_key(openid))
+        # The language stays: a citizen who blocked notices still chats, in the language chosen.
+        await services.redis.hdel(keys.citizen_key(openid), "following")  # type: ignore[misc]
     except RedisError:
         log.warning("citizen cache not cleared after a block")
 

@@ -26,10 +26,13 @@ SKIP_WORDS = frozenset({"跳过", "不用", "没有", "无", "不用了", "没�
 
 _SEP = r"[\s,，.。!！:：、;；~～]"
 _LEVEL_WORDS = "|".join(re.escape(w) for w in sorted(feedback.LEVEL_WORDS, key=len, reverse=True))
-# A rating as typed: "5", "4 很耐心", "5分", "五星" is not read, "满意，谢谢". A bare digit or a
+# Voice recognition writes a spoken score in Chinese numerals ("五分").
+_NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
+_DIGIT = "[1-5一二两三四五]"
+# A rating as typed or said: "5", "4 很耐心", "5分", "五星好评", "满意，谢谢". A bare digit or a
 # level word must end the words or be followed by a separator ("3号窗口" is not a rating).
 RATING_PATTERN = (
-    rf"^(?:(?P<unit>[1-5])\s*(?:分|星|stars?)|(?P<digit>[1-5])(?=$|{_SEP})"
+    rf"^(?:(?P<unit>{_DIGIT})\s*(?:分|星|stars?)|(?P<digit>{_DIGIT})(?=$|{_SEP})"
     rf"|(?P<word>{_LEVEL_WORDS})(?=$|{_SEP})){_SEP}*+(?!号)(?P<comment>.*)$"
 )
 _RATING = re.compile(RATING_PATTERN)
@@ -41,7 +44,10 @@ def parse_rating(words: str) -> tuple[int, str] | None:
     if match is None:
         return None
     digit = match.group("unit") or match.group("digit")
-    level = int(digit) if digit else feedback.LEVEL_WORDS[match.group("word")]
+    if digit:
+        level = _NUMERALS[digit] if digit in _NUMERALS else int(digit)
+    else:
+        level = feedback.LEVEL_WORDS[match.group("word")]
     return level, match.group("comment").strip()
 
 

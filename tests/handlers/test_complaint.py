@@ -230,3 +230,16 @@ async def test_voice_message_writes_the_draft(
     reply = await wechat.send(Platform.voice(OPENID, "希望周末多开几个窗口。"))
 
     assert reply is not None and "希望周末多开几个窗口" in reply["Content"]
+
+
+async def test_stale_draft_times_out_politely(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await tap(wechat, "COMPLAINT")
+    await wechat.say("自助打印机卡纸了")
+    clock.shift(11 * 60)
+
+    reply = await wechat.say("提交")
+
+    assert "超时" in reply
+    assert not await Complaint.exists()

@@ -68,6 +68,11 @@ async def finish_by_staff(client: TestClient, openid: str | None = OPENID) -> Ti
         ("非常不满意", (1, "")),
         ("基本满意", (3, "")),
         ("Very satisfied", (5, "")),
+        ("五分。", (5, "")),
+        ("五星好评", (5, "好评")),
+        ("两星，太慢了", (2, "太慢了")),
+        ("一般", (3, "")),
+        ("三号窗口在哪", None),
         ("3号窗口在哪", None),
         ("3 号窗口", None),
         ("6", None),
@@ -403,3 +408,15 @@ async def test_turned_off_invitation_is_not_sent(
     notice = await Notice.get(ref=f"ticket:{ticket.id}", kind="service_rate_invite")
     assert (notice.status, notice.last_error) == ("skipped", "turned off")
     assert "打分" in await tap(wechat, "EVALUATION")
+
+
+async def test_spoken_score_rates_the_service(
+    app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    ticket = await finish_by_staff(app_client)
+
+    reply = await wechat.send(Platform.voice(OPENID, "五分，非常好。"))
+
+    assert reply is not None and "非常满意" in reply["Content"]
+    evaluation = await Evaluation.get(ticket_id=ticket.id)
+    assert (evaluation.level, evaluation.comment) == (5, "非常好")

@@ -133,3 +133,13 @@ async def test_leaving_the_settings(wechat: WeChat) -> None:
 
     assert "设置已保存" in await wechat.say("完成")
     assert "没能理解" in await wechat.say("完成")
+
+
+async def test_language_survives_a_blocked_notice(wechat: WeChat, services: Services) -> None:
+    """A "user block" receipt once dropped the whole cache hash, and with it the language."""
+    await wechat.say("English")
+
+    await push.mark_not_following(services, OPENID)
+
+    assert "Send the name of one of these services" in await wechat.say("help")
+    assert await services.redis.hget(keys.citizen_key(OPENID), "following") is None  # type: ignore[misc]
