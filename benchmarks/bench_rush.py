@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
@@ -113,6 +113,7 @@ class Fleet:
     mode: str = "safe"
     ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_files: list[IO[bytes]] = field(default_factory=list)
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rush-")))
 
     def env(self) -> dict[str, str]:
@@ -127,11 +128,16 @@ class Fleet:
         return env
 
     @property
+    def server_pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs[: self.servers]]
+
+    @property
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{port}" for port in self.ports]
 
     def _spawn(self, args: list[str], name: str) -> None:
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115  # the child keeps it
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115  # closed by stop()
+        self.log_files.append(log)
         command = [sys.executable, "-m", "bot", *args]
         self.procs.append(subprocess.Popen(command, env=self.env(), cwd=ROOT, stderr=log))
 
@@ -153,6 +159,9 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+        for log in self.log_files:
+            log.close()
+        self.log_files.clear()
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.log_dir.glob("*.log"))
@@ -306,15 +315,59 @@ async def notice_latencies(
     return latencies, missing
 
 
+async def issued_numbers(database_url: str) -> dict[str, str]:
+    """Return the number each rush citizen holds, as the database has it."""
+    from models.db import close_db, init_db
+    from models.queue import Ticket
+
+    await init_db(database_url)
+    try:
+        rows = await Ticket.filter(openid__startswith="oRUSH").values_list("openid", "number")
+    finally:
+        await close_db()
+    return {str(openid): str(number) for openid, number in rows}
+
+
+def cpu_s(pids: Sequence[int]) -> float:
+    """Return the CPU seconds these processes have used so far."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def busy_s() -> float:
+    """Return the CPU seconds this machine has spent busy, all processes and cores together."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """Return the PostgreSQL server's processes on this machine (empty when it runs elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if "(postgres)" in stat.read_text().split(" ", 2)[1]:
+                found.append(int(stat.parent.name))
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            continue
+    return found
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
-async def wait_sent(standin: StandIn, count: int, wait_s: float) -> float:
+async def wait_sent(standin: StandIn, count: int, wait_s: float, kind: str = "template") -> float:
     started = time.monotonic()
     while True:
-        if len(standin.sent("template")) >= count or time.monotonic() - started > wait_s:
+        if len(standin.sent(kind)) >= count or time.monotonic() - started > wait_s:
             return time.monotonic() - started
         await asyncio.sleep(0.05)
 
@@ -363,28 +416,47 @@ async def _measure(fleet: Fleet, standin: StandIn, platform: Platform, args: Any
             async with session.post(url + "/wechat", params=delivery.query, data=delivery.body):
                 pass
 
+    before = (cpu_s(fleet.server_pids), cpu_s(postgres_pids()), time.process_time(), busy_s())
     takes, elapsed_s = await rush(fleet.urls, platform, args.citizens, args.spread_s)
-    numbers = [t.number for t in takes if t.number]
+    servers_cpu, database_cpu, own_cpu, machine_cpu = (
+        cpu_s(fleet.server_pids) - before[0],
+        cpu_s(postgres_pids()) - before[1],
+        time.process_time() - before[2],
+        busy_s() - before[3],
+    )
+    late = [t for t in takes if not t.number]
+    # A take past the reply budget is answered by a customer-service message: wait for those.
+    await wait_sent(standin, len(late), 30.0, kind="custom")
+    issued = await issued_numbers(fleet.database_url)
+    numbers = [issued[t.openid] for t in takes if t.openid in issued]
     duplicates = len(numbers) - len(set(numbers))
-    lost = sum(1 for t in takes if not t.number)
+    told = {r.body["touser"]: r.body["text"]["content"] for r in standin.sent("custom")}
+    lost = sum(1 for t in late if not NUMBER.search(told.get(t.openid, "")))
     latencies_ms = [t.latency_s * 1000 for t in takes if t.status == 200]
     print(
         f"rush citizens={args.citizens} servers={args.servers} spread_s={args.spread_s} "
         f"elapsed_s={elapsed_s:.2f}"
     )
-    print(f"  duplicates={duplicates} lost_takes={lost}")
+    print(
+        f"  duplicates={duplicates} lost_takes={lost} tickets={len(numbers)} "
+        f"answered_past_budget={len(late)}"
+    )
+    per_take_ms = 1000 / max(len(takes), 1)
+    print(
+        f"  cpu_ms_per_take webhook={servers_cpu * per_take_ms:.1f} "
+        f"postgres={database_cpu * per_take_ms:.1f} load_generator={own_cpu * per_take_ms:.1f} "
+        f"machine={machine_cpu * per_take_ms:.1f} (cores={os.cpu_count()})"
+    )
     if latencies_ms:
         print(
             f"  take latency p50_ms={statistics.median(latencies_ms):.1f} "
             f"p99_ms={percentile(latencies_ms, 0.99):.1f} max_ms={max(latencies_ms):.1f}"
         )
-    for take in [t for t in takes if not t.number][:3]:
-        print(f"  lost take status={take.status} reply={take.text[:80]!r}")
     drained_s = await wait_sent(standin, len(numbers), 60.0)
     print(f"  ticket_taken notices at the stand-in={len(standin.sent('template'))} "
           f"drained_after_s={drained_s:.2f}")  # fmt: skip
 
-    number_to_openid = {t.number: t.openid for t in takes if t.number}
+    number_to_openid = {number: openid for openid, number in issued.items()}
     from models.queue_rules import load_rules
 
     near_ahead = load_rules(fleet.rules_file).near_ahead_default

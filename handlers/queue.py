@@ -10,7 +10,7 @@ from bot.dispatcher import Context, Reply, Router
 from config.menu import words_of
 from models import queue_flow
 from models.hall import Category, Hall
-from models.queue import Ticket, Window
+from models.queue import Ticket, Window, calling_halls
 from models.queue_rules import TicketNotFound, queue_rules
 from models.queue_wait import estimate, tickets_of
 
@@ -31,9 +31,8 @@ class Place:
 
 async def places() -> list[Place]:
     """Return every hall and category that calls numbers, in the order the menu lists them."""
-    halls = Hall.filter(windows__id__isnull=False).distinct().prefetch_related("categories")
     found = []
-    for hall in await halls:
+    for hall in await calling_halls():
         for category in sorted(hall.categories, key=lambda c: (c.sort, c.id)):
             found.append(Place(hall, category))
     return found

@@ -7,7 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 
 from config.settings import CONFIG_DIR
 
@@ -20,20 +22,33 @@ MODEL_MODULES = [
     "models.queue",
     "models.booking",
     "models.calendar",
-    "models.feedback",
-    "models.classroom",
 ]
 SEED_FILE = CONFIG_DIR / "halls.toml"
 # For the `tortoise` command (makemigrations): `tortoise -c models.db.TORTOISE_ORM ...`
 TORTOISE_ORM: dict[str, Any] = {}
 
 
+class _KeepSessionConnection(asyncpg.Connection):
+    """A pooled connection given back without asyncpg's reset query (RESET ALL, UNLISTEN, ...).
+
+    The project sets no session state, and that query is one more round trip after every
+    query; an open transaction is still rolled back on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     url = database_url
     if url.startswith("postgresql://"):
         url = "postgres://" + url[len("postgresql://") :]
+    connection: str | dict[str, Any] = url
+    if url.startswith("postgres://"):
+        connection = expand_db_url(url)
+        connection["credentials"]["connection_class"] = _KeepSessionConnection
     return {
-        "connections": {"default": url},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
@@ -99,11 +114,9 @@ async def seed(path: Path = SEED_FILE) -> dict[str, int]:
         if chosen:
             await hall.categories.add(*chosen)
         halls += 1
-    from models.classroom import seed_activities
     from models.queue import seed_windows
 
     windows = await seed_windows()
-    await seed_activities()
     log.info("seeded categories=%d halls=%d windows=%d", len(categories), halls, windows)
     return {"categories": len(categories), "halls": halls, "windows": windows}
 

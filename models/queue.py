@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time as time_module
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.calendar import Opening, opening_on, openings
 from models.hall import Category, Hall
 from models.queue_rules import (
     AlreadyHolding,
@@ -254,33 +256,87 @@ def _active_key(openid: str | None, category_id: int) -> str | None:
     return f"{openid}:{category_id}" if openid else None
 
 
+# The halls that call numbers, with their categories, and their openings: read on every take,
+# changed by a seed or a closure (which calls forget_calling_halls in this process).
+
+CALLING_HALLS_TTL_S = 30.0
+_calling_halls: tuple[float, list[Hall]] | None = None
+_openings: dict[tuple[int, date], tuple[float, Opening]] = {}
+
+
+async def calling_halls() -> list[Hall]:
+    """Return the halls that have windows, categories loaded; kept for CALLING_HALLS_TTL_S."""
+    global _calling_halls
+    now = time_module.monotonic()
+    if _calling_halls is not None and now - _calling_halls[0] < CALLING_HALLS_TTL_S:
+        return _calling_halls[1]
+    query = Hall.filter(windows__id__isnull=False).distinct().prefetch_related("categories")
+    halls = list(await query)
+    _calling_halls = (now, halls)
+    return halls
+
+
+def forget_calling_halls() -> None:
+    """Drop the kept halls and openings, so that the next take reads the database again."""
+    global _calling_halls
+    _calling_halls = None
+    _openings.clear()
+
+
 # Issuing.
 
 
-def check_open_for_remote(hall: Hall, at: datetime, rules: QueueRules) -> None:
+async def check_open(hall: Hall, at: datetime) -> tuple[time, time]:
+    """Return today's hours, or refuse: closed now, a holiday, a closure (models/calendar)."""
+    opening = await _opening(hall, local_day(at))
+    span = opening.span
+    if span is None or not span[0] <= at.time() < span[1]:
+        holiday = opening.kind.holiday if opening.kind.kind == "holiday" else ""
+        raise HallClosed(
+            hall=hall.name,
+            hours=hall.hours_text,
+            opens=await _next_opening(hall, at),
+            why=opening.closure or holiday,
+        )
+    return span
+
+
+async def _opening(hall: Hall, day: date) -> Opening:
+    """Return a hall's opening on a day, kept a short while: every take in a rush asks."""
+    now = time_module.monotonic()
+    kept = _openings.get((hall.id, day))
+    if kept is not None and now - kept[0] < CALLING_HALLS_TTL_S:
+        return kept[1]
+    opening = await opening_on(hall, day)
+    _openings[(hall.id, day)] = (now, opening)
+    return opening
+
+
+async def check_open_for_remote(hall: Hall, at: datetime, rules: QueueRules) -> None:
     """Refuse a remote take when the hall is closed or closes too soon to serve anyone."""
-    span = hall.opening_of(at)
-    if span is None or not hall.is_open_at(at):
-        raise HallClosed(hall=hall.name, hours=hall.hours_text, opens=_next_opening(hall, at))
+    span = await check_open(hall, at)
     closes = datetime.combine(at.date(), span[1], at.tzinfo)
     if span[1] != time.max and at >= closes - timedelta(minutes=rules.about_to_close_min):
         raise HallClosing(hall=hall.name, closes=span[1].strftime("%H:%M"), hours=hall.hours_text)
 
 
-def _next_opening(hall: Hall, at: datetime) -> str:
+async def _next_opening(hall: Hall, at: datetime) -> str:
     """Return when the hall next opens, as a citizen reads it ("今天 09:00", "周一 09:00")."""
-    for days_ahead in range(8):
-        day = at + timedelta(days=days_ahead)
-        span = hall.opening_of(day)
-        if span is None or (days_ahead == 0 and at.time() >= span[0]):
+    today = local_day(at)
+    days = [today + timedelta(days=n) for n in range(15)]
+    for day, opening in sorted((await openings(hall, days)).items()):
+        span = opening.span
+        if span is None or (day == today and at.time() >= span[0]):
             continue
-        label = "今天" if days_ahead == 0 else "明天" if days_ahead == 1 else _weekday(day)
+        ahead = (day - today).days
+        label = "今天" if ahead == 0 else "明天" if ahead == 1 else _weekday(day, ahead)
         return f"{label} {span[0].strftime('%H:%M')}"
     return ""
 
 
-def _weekday(day: datetime) -> str:
-    return "周" + "一二三四五六日"[day.weekday()]
+def _weekday(day: date, days_ahead: int) -> str:
+    name = "周" + "一二三四五六日"[day.weekday()]
+    return name if days_ahead < 7 else f"{day.month}月{day.day}日"
 
 
 async def serves_category(hall: Hall, category: Category) -> bool:
@@ -529,7 +585,7 @@ async def requeue(ticket: Ticket, hall: Hall, at: datetime, rules: QueueRules) -
         raise WrongState(number=ticket.number, status=ticket.status, action="requeue")
     if ticket.requeues >= rules.max_requeues or ticket.local_day != local_day(at):
         raise RequeueUsed(number=ticket.number)
-    check_open_for_remote(hall, at, rules)
+    await check_open_for_remote(hall, at, rules)
     return await change(
         ticket.id,
         "requeue",
@@ -710,6 +766,7 @@ async def close_window(window: Window) -> Window:
 
 async def seed_windows(rules: QueueRules | None = None) -> int:
     """Create or update the windows listed in config/queue.toml; return how many."""
+    forget_calling_halls()
     rules = rules or queue_rules()
     halls = {hall.code: hall for hall in await Hall.all()}
     for sort, item in enumerate(rules.windows):

@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from arq import cron
 from arq.cron import CronJob
-from arq.worker import Function, func
+from arq.worker import Function, Retry, func
 from redis.exceptions import RedisError
 
 from bot import push
 from models import queue
+from models.calendar import opening_on
 from models.citizen import Citizen
 from models.hall import Category, Hall
+from models.notice import Notice
 from models.queue import Ticket, Window
 from models.queue_rules import QueueRules, WrongState, queue_rules
 from models.queue_wait import Estimate, estimate, waiting_tickets
@@ -51,10 +53,10 @@ async def take(services: Services, openid: str, hall: Hall, category: Category) 
     """Take a remote number for a citizen and queue the "ticket taken" notice."""
     rules = queue_rules()
     at = services.local_now()
-    queue.check_open_for_remote(hall, at, rules)
+    await queue.check_open_for_remote(hall, at, rules)
     ticket = await queue.issue(hall, category, at, source="remote", actor="citizen", openid=openid)
-    waits = await estimate(ticket, category.code, rules)
-    threshold = await near_ahead(openid, rules)
+    waits = await estimate(ticket, category.code, rules, holder=openid)
+    threshold = _threshold(waits.holder_near_ahead, rules)
     if waits.ahead <= threshold:
         # The "taken" notice already says how few are ahead; a "near" one would repeat it.
         await Ticket.filter(id=ticket.id).update(is_near_told=True)
@@ -67,8 +69,7 @@ async def take(services: Services, openid: str, hall: Hall, category: Category) 
 async def issue_onsite(services: Services, hall: Hall, category: Category, actor: str) -> Ticket:
     """Print an on-site number (the hall's ticket machine), within opening hours, no quota."""
     at = services.local_now()
-    if not hall.is_open_at(at):
-        raise queue.HallClosed(hall=hall.name, hours=hall.hours_text, opens="")
+    await queue.check_open(hall, at)
     return await queue.issue(hall, category, at, source="onsite", actor=actor)
 
 
@@ -125,15 +126,36 @@ async def transfer(
     return ticket
 
 
-async def _notify(services: Services, kind: str, ticket: Ticket, values: dict[str, str]) -> None:
+async def _notify(services: Services, kind: str, ticket: Ticket, values: dict[str, str]) -> bool:
     """Hand a notice about a ticket to the push worker; on-site tickets have nobody to tell."""
     if not ticket.openid:
-        return
+        return False
     try:
-        await push.notify(services, kind=kind, openid=ticket.openid, ref=ticket.ref, values=values)
+        return await push.notify(
+            services, kind=kind, openid=ticket.openid, ref=ticket.ref, values=values
+        )
     except RedisError:
         # The notice row is claimed; the push sweep queues it again once Redis answers.
         log.warning("notice not queued kind=%s ticket=%d", kind, ticket.id)
+        return False
+
+
+async def _send_now(ctx: dict[str, Any], ticket: Ticket, kind: str) -> None:
+    """Send a notice this job just claimed, instead of waiting for a worker to poll for it.
+
+    Already in a worker: "almost your turn" then reaches the citizen within one poll of the
+    change, not two. The send job queued by `notify` finds it sent and does nothing.
+    """
+    notice = await Notice.get_or_none(ref=ticket.ref, kind=kind).only("id")
+    if notice is None:
+        return
+    try:
+        await push.send_notice(ctx, notice.id)
+    except Retry as retry:
+        # A failed attempt: leave the next to a send job, after the push worker's back-off
+        # (the job `notify` queued, if it has not run yet, else a new one).
+        defer_s = (retry.defer_score or 0) / 1000
+        await push.enqueue(ctx["services"], notice.id, defer_s=defer_s)
 
 
 async def near_ahead(openid: str, rules: QueueRules) -> int:
@@ -171,7 +193,7 @@ async def queue_changed(ctx: dict[str, Any], hall_id: int, category_id: int) -> 
     services: Services = ctx["services"]
     rules = queue_rules()
     day = services.today()
-    waiting = (await waiting_tickets(hall_id, category_id, day))[: NEAR_AHEAD_MAX + 1]
+    waiting = await waiting_tickets(hall_id, category_id, day, limit=NEAR_AHEAD_MAX + 1)
     untold = [(ahead, t) for ahead, t in enumerate(waiting) if t.openid and not t.is_near_told]
     if not untold:
         return 0
@@ -186,7 +208,8 @@ async def queue_changed(ctx: dict[str, Any], hall_id: int, category_id: int) -> 
         if not await Ticket.filter(id=ticket.id, is_near_told=False).update(is_near_told=True):
             continue
         values = {"number": ticket.number, "ahead": str(ahead), "hall": hall.name}
-        await _notify(services, "queue_near", ticket, values)
+        if await _notify(services, "queue_near", ticket, values):
+            await _send_now(ctx, ticket, "queue_near")
         told += 1
     log.info("queue change worked out hall=%d category=%d told=%d", hall_id, category_id, told)
     return told
@@ -217,7 +240,7 @@ async def expire_at_closing(ctx: dict[str, Any]) -> int:
 
 async def _left_at_closing(hall: Hall, at: datetime) -> list[Ticket]:
     """Return the hall's tickets that closing ends: today's once it closed, earlier days' all."""
-    span = hall.opening_of(at)
+    span = (await opening_on(hall, queue.local_day(at))).span
     has_closed = span is None or (span[1] != time.max and at.time() >= span[1])
     today = queue.local_day(at)
     earlier = Ticket.filter(hall_id=hall.id, status__in=queue.HOLDING_STATES, local_day__lt=today)

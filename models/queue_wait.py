@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass
 from datetime import date
 
+from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
+from models.citizen import Citizen
 from models.queue import HOLDING_STATES, QUEUE_ORDER, Ticket, Window
 from models.queue_rules import QueueRules
 
@@ -34,11 +38,14 @@ async def people_ahead(ticket: Ticket) -> int:
     return await query.filter(_before(ticket)).count()
 
 
-async def waiting_tickets(hall_id: int, category_id: int, day: date) -> list[Ticket]:
-    """Return a category's waiting tickets in the order they will be called."""
-    return await Ticket.filter(
+async def waiting_tickets(
+    hall_id: int, category_id: int, day: date, *, limit: int | None = None
+) -> list[Ticket]:
+    """Return a category's waiting tickets in the order they will be called (the first few)."""
+    query = Ticket.filter(
         hall_id=hall_id, category_id=category_id, status="waiting", local_day=day
     ).order_by(*QUEUE_ORDER)
+    return await (query.limit(limit) if limit is not None else query)
 
 
 async def windows_serving(
@@ -71,21 +78,84 @@ class Estimate:
     ahead: int
     wait_min: int
     windows: list[str]
+    # The holder's own "almost your turn" setting when asked for (None: the hall's default).
+    holder_near_ahead: int | None = None
 
 
 async def estimate(
-    ticket: Ticket, category_code: str, rules: QueueRules, *, ahead: int | None = None
+    ticket: Ticket, category_code: str, rules: QueueRules, *, holder: str | None = None
 ) -> Estimate:
-    """Estimate a ticket's wait: people ahead x recent handling time / open windows."""
-    if ahead is None:
-        ahead = await people_ahead(ticket)
-    every = await windows_serving(ticket.hall_id, category_code, only_open=False)
-    open_windows = [window for window in every if window.is_open]
+    """Estimate a ticket's wait: people ahead x recent handling time / open windows.
+
+    With `holder`, also read that citizen's "almost your turn" setting, in the same round trip.
+    """
+    conn = Tortoise.get_connection("default")
+    if conn.capabilities.dialect == "postgres":
+        inputs = await _inputs_in_one_statement(conn, ticket, category_code, rules, holder)
+    else:
+        inputs = await _inputs(ticket, category_code, rules, holder)
+    ahead, minutes, windows, chosen = inputs
+    open_windows = [name for name, is_open in windows if is_open]
     # Before the clerks sign in, assume every window of the category will open.
-    count = len(open_windows) or len(every)
-    minutes = await handling_min(ticket.hall_id, ticket.category_id, rules)
+    count = len(open_windows) or len(windows)
     wait_min = math.ceil(ahead * minutes / max(count, 1))
-    return Estimate(ahead, wait_min, [w.name for w in open_windows])
+    return Estimate(ahead, wait_min, open_windows, chosen)
+
+
+_Inputs = tuple[int, float, list[tuple[str, bool]], int | None]
+
+
+async def _inputs(
+    ticket: Ticket, category_code: str, rules: QueueRules, holder: str | None
+) -> _Inputs:
+    ahead = await people_ahead(ticket)
+    windows = await windows_serving(ticket.hall_id, category_code, only_open=False)
+    minutes = await handling_min(ticket.hall_id, ticket.category_id, rules)
+    chosen: int | None = None
+    if holder is not None:
+        citizen = await Citizen.get_or_none(openid=holder).only("id", "near_ahead")
+        chosen = citizen.near_ahead if citizen else None
+    return ahead, minutes, [(w.name, w.is_open) for w in windows], chosen
+
+
+# The same four readings in one round trip, for the morning rush on PostgreSQL.
+_INPUTS_SQL = """
+SELECT
+    (SELECT count(*) FROM ticket t
+     WHERE t.hall_id = $1 AND t.category_id = $2 AND t.status = 'waiting' AND t.local_day = $3
+       AND (t.priority > $4
+            OR (t.priority = $4 AND (t.place < $5 OR (t.place = $5 AND t.id < $6))))
+    ) AS ahead,
+    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY recent.span_min)
+     FROM (SELECT extract(epoch FROM t.finished_at - t.called_at) / 60 AS span_min
+           FROM ticket t
+           WHERE t.hall_id = $1 AND t.category_id = $2 AND t.status = 'done'
+             AND t.finished_at IS NOT NULL AND t.called_at IS NOT NULL
+           ORDER BY t.finished_at DESC LIMIT $7) recent
+     WHERE recent.span_min > 0
+    ) AS handling_min,
+    (SELECT coalesce(json_agg(json_build_array(w.name, w.is_open) ORDER BY w.sort, w.id), '[]')
+     FROM queue_window w WHERE w.hall_id = $1 AND w.categories ? $8
+    )::text AS windows,
+    (SELECT c.near_ahead FROM citizen c WHERE c.openid = $9) AS near_ahead
+"""
+
+
+async def _inputs_in_one_statement(
+    conn: BaseDBAsyncClient,
+    ticket: Ticket,
+    category_code: str,
+    rules: QueueRules,
+    holder: str | None,
+) -> _Inputs:
+    values = [ticket.hall_id, ticket.category_id, ticket.local_day, ticket.priority]
+    values += [ticket.place, ticket.id, rules.handling_sample, category_code, holder or ""]
+    [row] = await conn.execute_query_dict(_INPUTS_SQL, values)
+    ahead = int(row["ahead"]) if ticket.status == "waiting" else 0
+    minutes = row["handling_min"]
+    windows = [(str(name), bool(is_open)) for name, is_open in json.loads(row["windows"])]
+    chosen = row["near_ahead"] if holder else None
+    return ahead, float(minutes) if minutes else rules.default_handling_min, windows, chosen
 
 
 async def tickets_of(openid: str, day: date) -> list[Ticket]:

@@ -292,3 +292,15 @@ async def test_taking_at_07_30_beijing_counts_for_the_beijing_day(
     assert services.today() == date(2026, 3, 3)
     assert (await Ticket.get(openid=OPENID)).local_day == date(2026, 3, 3)
     assert "A001" in await tap(wechat, "QUEUE_STATUS")
+
+
+async def test_holiday_refusal_names_the_holiday_and_the_next_opening(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    clock.move_to(datetime(2026, 5, 1, 2, tzinfo=UTC))  # 10:00 in Beijing, 劳动节
+
+    reply = await take_by_chat(wechat)
+
+    assert "今天不开放（劳动节）" in reply
+    assert "下次开放：周三 09:00" in reply  # 劳动节 lasts to Tuesday 5 May
+    assert not await Ticket.exists()

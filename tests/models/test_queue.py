@@ -12,6 +12,7 @@ from tortoise import Tortoise
 from tortoise.exceptions import IntegrityError
 
 from models import queue
+from models.calendar import Closure
 from models.db import close_db, init_db
 from models.hall import Category, Hall
 from models.queue import NumberCounter, Ticket, TicketEvent, Window
@@ -26,6 +27,7 @@ from models.queue_rules import (
 )
 
 BEIJING = ZoneInfo("Asia/Shanghai")
+RULES = queue_rules()
 
 
 def local(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
@@ -268,12 +270,12 @@ async def test_remote_take_needs_the_hall_open_and_not_about_to_close(
     hall = await hall_of()
 
     with pytest.raises(refusal):
-        queue.check_open_for_remote(hall, at, queue_rules())
+        await queue.check_open_for_remote(hall, at, queue_rules())
 
 
 @pytest.mark.parametrize("at", [local(2, 9, 0), local(2, 17, 29), local(8, 16, 29)])
 async def test_remote_take_allowed_inside_the_hours(db: str, at: datetime) -> None:
-    queue.check_open_for_remote(await hall_of(), at, queue_rules())
+    await queue.check_open_for_remote(await hall_of(), at, queue_rules())
 
 
 async def test_closed_refusal_says_when_the_hall_opens_next(db: str) -> None:
@@ -281,9 +283,36 @@ async def test_closed_refusal_says_when_the_hall_opens_next(db: str) -> None:
     saturday = local(7, 10)
 
     with pytest.raises(HallClosed) as refused:
-        queue.check_open_for_remote(branch, saturday, queue_rules())
+        await queue.check_open_for_remote(branch, saturday, queue_rules())
 
     assert refused.value.context["opens"] == "周一 09:00"
+
+
+async def test_no_remote_take_on_a_statutory_holiday(db: str) -> None:
+    """The main hall opens at weekends, not on 劳动节 (1 May 2026, a Friday)."""
+    hall = await hall_of()
+
+    with pytest.raises(HallClosed) as refused:
+        await queue.check_open_for_remote(hall, datetime(2026, 5, 1, 10, tzinfo=BEIJING), RULES)
+
+    assert refused.value.context["why"] == "劳动节"
+
+
+async def test_make_up_working_day_opens_with_weekday_hours(db: str) -> None:
+    """A branch shut at weekends opens on a make-up Saturday (14 February 2026) as on weekdays."""
+    branch = await hall_of("community")
+
+    await queue.check_open_for_remote(branch, datetime(2026, 2, 14, 10, tzinfo=BEIJING), RULES)
+
+
+async def test_no_remote_take_on_a_closure_day(db: str) -> None:
+    await Closure.create(hall_code="main", day=date(2026, 3, 2), reason="设备检修")
+
+    with pytest.raises(HallClosed) as refused:
+        await queue.check_open_for_remote(await hall_of(), MONDAY_10, RULES)
+
+    assert refused.value.context["why"] == "设备检修"
+    assert refused.value.context["opens"] == "明天 09:00"
 
 
 async def test_windows_are_seeded_from_config(db: str) -> None:

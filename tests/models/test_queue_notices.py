@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import time_machine
 from aiohttp.test_utils import TestClient
 
+from bot import notices
 from bot.app import SERVICES, create_app
 from bot.services import Services
 from bot.standin import StandIn
@@ -238,3 +240,25 @@ async def test_call_next_reaches_the_called_and_the_now_near(
 async def _queue_of(openid: str) -> tuple[int, int]:
     ticket = await Ticket.get(openid=openid)
     return ticket.hall_id, ticket.category_id
+
+
+async def test_near_notice_sent_in_the_job_is_retried_after_a_busy_platform(
+    live: TestClient,
+    standin: StandIn,
+    clock: time_machine.Coordinates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job sends "almost your turn" itself; a busy answer leaves it to a later send job."""
+    real = notices.load_notice_book()
+    fast = replace(real, delivery=replace(real.delivery, backoff_s=(0.05,), max_attempts=3))
+    monkeypatch.setattr(notices, "notice_book", lambda: fast)
+    ticket = await take("o1")
+    standin.fail_next("template", -1)
+
+    await queue_flow.queue_changed(ctx_of(live.app[SERVICES]), ticket.hall_id, ticket.category_id)
+
+    sent = await wait_for(standin, 1)
+    assert [(body["template_id"], body["touser"]) for body in sent] == [
+        ("tmpl_queue_near_0001", "o1")
+    ]
+    assert (await Notice.get(ref=ticket.ref, kind="queue_near")).attempts == 2
