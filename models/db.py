@@ -22,6 +22,8 @@ MODEL_MODULES = [
     "models.queue",
     "models.booking",
     "models.calendar",
+    "models.feedback",
+    "models.classroom",
 ]
 SEED_FILE = CONFIG_DIR / "halls.toml"
 # For the `tortoise` command (makemigrations): `tortoise -c models.db.TORTOISE_ORM ...`
@@ -114,9 +116,11 @@ async def seed(path: Path = SEED_FILE) -> dict[str, int]:
         if chosen:
             await hall.categories.add(*chosen)
         halls += 1
+    from models.classroom import seed_activities
     from models.queue import seed_windows
 
     windows = await seed_windows()
+    await seed_activities()
     log.info("seeded categories=%d halls=%d windows=%d", len(categories), halls, windows)
     return {"categories": len(categories), "halls": halls, "windows": windows}
 
