@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     qr = sub.add_parser("qr", help="create each hall's permanent check-in QR code (API)")
     qr.set_defaults(run=_qr)
 
+    from bot import admin_applications
+
+    admin_applications.add_parser(sub)
     try:
         from bot import simulator
     except ImportError:

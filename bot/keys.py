@@ -74,3 +74,14 @@ def location_key(openid: str) -> str:
 
 def location_answered_key(openid: str) -> str:
     return LOCATION_ANSWERED_PREFIX + openid
+
+
+# Wrong application look-ups (number + last four digits of a phone) by one citizen: four
+# digits are 10,000 guesses, so a few wrong ones close the look-up for a while.
+LOOKUP_FAILS_PREFIX = "lookup_fails:"
+LOOKUP_FAILS_TTL_S = 3600
+LOOKUP_FAILS_MAX = 5
+
+
+def lookup_fails_key(openid: str) -> str:
+    return LOOKUP_FAILS_PREFIX + openid

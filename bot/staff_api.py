@@ -84,6 +84,9 @@ def setup(app: web.Application) -> None:
     from bot import admin_feedback  # imports this module too
 
     admin_feedback.setup(staff)
+    from bot import admin_applications  # imports this module too
+
+    admin_applications.setup(staff)
     app.add_subapp(PREFIX, staff)
 
 

@@ -16,7 +16,10 @@ def all_routers() -> list[Router]:
         complaint,
         consult,
         evaluation,
+        guide,
         hall_info,
+        postal,
+        progress,
         queue,
         receipts,
         reminders,
@@ -32,6 +35,10 @@ def all_routers() -> list[Router]:
         complaint.router,
         classroom.router,
         reminders.router,
+        # Before consult: a question on an item's materials outweighs the FAQ's short answer.
+        guide.router,
+        progress.router,
+        postal.router,
         # Before hall_info: an FAQ keyword ("交通违章") outweighs a hall word ("交通") beside it.
         consult.router,
         hall_info.router,

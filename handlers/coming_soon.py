@@ -8,11 +8,7 @@ from config.menu import entries, words_of
 router = Router("coming_soon")
 
 # Entries that answer "coming soon" until their handlers module exists.
-PENDING_KEYS = (
-    "GUIDE_SEARCH",
-    "APPLICATION_PROGRESS",
-    "CERT_MAIL",
-)
+PENDING_KEYS: tuple[str, ...] = ()
 
 
 @router.menu(*PENDING_KEYS)

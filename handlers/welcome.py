@@ -7,7 +7,7 @@ import logging
 from bot import keys
 from bot.dispatcher import Context, Reply, Router
 from config.menu import entries
-from models import preferences
+from models import application, preferences
 from models.booking import forget_citizen
 from models.citizen import Citizen
 
@@ -33,6 +33,7 @@ async def forget_follower(ctx: Context) -> Reply:
     await Citizen.unfollow(ctx.openid, ctx.now())
     await forget_citizen(ctx.openid, ctx.services.local_now())
     await preferences.forget(ctx.services, ctx.openid)
+    await application.forget_citizen(ctx.openid, ctx.now())
     await ctx.services.redis.delete(keys.citizen_key(ctx.openid), keys.dialog_key(ctx.openid))
     log.info("citizen unfollowed")
     return Reply()

@@ -24,6 +24,8 @@ MODEL_MODULES = [
     "models.calendar",
     "models.feedback",
     "models.classroom",
+    "models.catalogue",
+    "models.application",
 ]
 SEED_FILE = CONFIG_DIR / "halls.toml"
 # For the `tortoise` command (makemigrations): `tortoise -c models.db.TORTOISE_ORM ...`
@@ -116,10 +118,12 @@ async def seed(path: Path = SEED_FILE) -> dict[str, int]:
         if chosen:
             await hall.categories.add(*chosen)
         halls += 1
+    from models.catalogue import seed_catalogue
     from models.classroom import seed_activities
     from models.queue import seed_windows
 
     windows = await seed_windows()
+    await seed_catalogue()
     await seed_activities()
     log.info("seeded categories=%d halls=%d windows=%d", len(categories), halls, windows)
     return {"categories": len(categories), "halls": halls, "windows": windows}
