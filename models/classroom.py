@@ -235,6 +235,12 @@ async def cancel_sign_up(services: Services, activity_id: int, openid: str) -> A
 
 async def _release(activity_id: int, openid: str) -> None:
     async with in_transaction() as conn:
+        # The activity's row first, as a sign-up takes it: the other order deadlocks with a
+        # sign-up of the same citizen waiting on the sign-up row this deletes.
+        locked = Activity.filter(id=activity_id).using_db(conn)
+        if conn.capabilities.support_for_update:
+            locked = locked.select_for_update()
+        await locked.first()  # (values_list would drop the FOR UPDATE)
         deleted = (
             await SignUp.filter(activity_id=activity_id, openid=openid).using_db(conn).delete()
         )

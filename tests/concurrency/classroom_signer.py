@@ -25,7 +25,8 @@ async def race(
     refused: dict[str, int] = {}
     try:
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        openids = [f"{prefix}-{i}" for i in range(count)] + ["o-same"]
+        # Citizens of their own, and a few that every process signs up and cancels too.
+        openids = [f"{prefix}-{i}" for i in range(count)] + [f"o-same-{i}" for i in range(4)]
         for outcome, openid in zip(
             await asyncio.gather(
                 *(classroom.sign_up(services, activity_id, o) for o in openids),
@@ -41,7 +42,7 @@ async def race(
             else:
                 taken.append(openid)
         # Churn: give each seat back and race for it again, many times over.
-        for _ in range(5):
+        for _ in range(12):
             for openid in list(taken):
                 await classroom.cancel_sign_up(services, activity_id, openid)
                 taken.remove(openid)
