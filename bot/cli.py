@@ -49,7 +49,8 @@ def configure_logging(verbose: bool) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     config = args.config or (DEV_CONFIG if getattr(args, "dev", False) else None)
-    return load_settings(config_file=config)
+    needs_wechat = not (args.run in (_db,) or (args.run is _menu and args.action != "sync"))
+    return load_settings(config_file=config, needs_wechat=needs_wechat)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,32 +125,48 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers == 1:
         _run_server(settings, host, port, args.dev, reuse_port=False)
         return 0
-    return _run_workers(settings, host, port, args.workers)
+    return _run_workers(settings, host, port, args.workers, args.verbose)
 
 
 def _run_server(settings: Settings, host: str, port: int, dev: bool, reuse_port: bool) -> None:
     from aiohttp import web
 
     from bot.app import AccessLogger, create_app
+    from models.db import SchemaNotReady
 
     app = create_app(settings)
     if dev:
         from bot import standin
 
         standin.run_beside(app, settings)
-    web.run_app(
-        app, host=host, port=port, print=None, access_log_class=AccessLogger, reuse_port=reuse_port
-    )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            print=None,
+            access_log_class=AccessLogger,
+            reuse_port=reuse_port,
+        )
+    except SchemaNotReady as exc:
+        log.error("not starting: %s", exc)
+        raise SystemExit(2) from None
 
 
-def _run_workers(settings: Settings, host: str, port: int, count: int) -> int:
+def _serve_child(settings: Settings, host: str, port: int, verbose: bool) -> None:
+    # A spawned process starts with no logging set up: without this its lines would be lost.
+    configure_logging(verbose)
+    _run_server(settings, host, port, False, reuse_port=True)
+
+
+def _run_workers(settings: Settings, host: str, port: int, count: int, verbose: bool) -> int:
     """Run `count` server processes on one port (SO_REUSEPORT) until one stops or a signal."""
     import multiprocessing
     import signal
 
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_run_server, args=(settings, host, port, False, True), daemon=True)
+        context.Process(target=_serve_child, args=(settings, host, port, verbose), daemon=True)
         for _ in range(count)
     ]
     for worker in workers:

@@ -83,9 +83,15 @@ class Settings:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+    *,
+    needs_wechat: bool = True,
 ) -> Settings:
-    """Build settings from a TOML file (optional) overlaid by the environment, then check them."""
+    """Build settings from a TOML file (optional) overlaid by the environment, then check them.
+
+    `needs_wechat=False` is for commands that never talk to WeChat (`db`, `menu check`).
+    """
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     path = config_file or environ.get("BOT_CONFIG")
@@ -102,10 +108,9 @@ def load_settings(
     unknown = sorted(set(raw) - set(ENV_NAMES))
     problems = [f"unknown setting {name!r}" for name in unknown]
     values = _coerce(raw, problems)
-    if problems:
-        raise SettingsError(problems)
     settings = Settings(**values)
-    problems.extend(check_settings(settings))
+    # Name every problem at once: those of the values that did parse come after the rest.
+    problems.extend(check_settings(settings, needs_wechat=needs_wechat))
     if problems:
         raise SettingsError(problems)
     return settings
@@ -125,21 +130,13 @@ def _coerce(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_settings(s: Settings) -> list[str]:
+def check_settings(s: Settings, *, needs_wechat: bool = True) -> list[str]:
     """Return a readable line for each setting that is missing or wrong."""
     problems = []
-    if not s.token:
-        problems.append("WECHAT_TOKEN is missing (the token set on the platform's page)")
-    elif not s.token.isalnum() or not 3 <= len(s.token) <= 32:
-        problems.append("WECHAT_TOKEN must be 3-32 letters or digits")
-    if not s.app_id:
-        problems.append("WECHAT_APPID is missing (starts with wx)")
-    if not s.app_secret:
-        problems.append("WECHAT_APPSECRET is missing")
+    if needs_wechat:
+        problems.extend(_check_account(s))
     if s.message_mode not in MODES:
         problems.append(f"WECHAT_MODE must be one of {', '.join(MODES)}, got {s.message_mode!r}")
-    if s.message_mode != "plain" and not s.aes_key:
-        problems.append(f"WECHAT_AES_KEY is required in {s.message_mode} mode")
     for name in ("aes_key", "aes_key_previous"):
         key = getattr(s, name)
         if key and not is_valid_aes_key(key):
@@ -160,6 +157,28 @@ def check_settings(s: Settings) -> list[str]:
         problems.append("DIALOG_TTL_S must be at least 30")
     if s.max_body_bytes < 1024:
         problems.append("MAX_BODY_BYTES must be at least 1024")
+    if not 1 <= s.port <= 65535:
+        problems.append(f"BOT_PORT must be 1-65535, got {s.port}")
+    bad_tokens = [t for t in s.staff_tokens.split(",") if t.strip() and ":" not in t]
+    if bad_tokens:
+        problems.append(
+            f"STAFF_TOKENS entries must be secret:window_or_staff, {len(bad_tokens)} not"
+        )
+    return problems
+
+
+def _check_account(s: Settings) -> list[str]:
+    problems = []
+    if not s.token:
+        problems.append("WECHAT_TOKEN is missing (the token set on the platform's page)")
+    elif not s.token.isalnum() or not 3 <= len(s.token) <= 32:
+        problems.append("WECHAT_TOKEN must be 3-32 letters or digits")
+    if not s.app_id:
+        problems.append("WECHAT_APPID is missing (starts with wx)")
+    if not s.app_secret:
+        problems.append("WECHAT_APPSECRET is missing")
+    if s.message_mode != "plain" and not s.aes_key:
+        problems.append(f"WECHAT_AES_KEY is required in {s.message_mode} mode")
     return problems
 
 

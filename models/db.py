@@ -70,9 +70,32 @@ def _ensure_sqlite_dir(database_url: str) -> None:
         Path(database_url[len("sqlite://") :]).parent.mkdir(parents=True, exist_ok=True)
 
 
-async def init_db(database_url: str) -> None:
+class SchemaNotReady(RuntimeError):
+    """The database lacks migrations this code needs: `python -m bot db create` applies them."""
+
+
+async def init_db(database_url: str, *, check_schema: bool = False) -> None:
     _ensure_sqlite_dir(database_url)
     await Tortoise.init(config=tortoise_config(database_url))
+    if check_schema:
+        pending = await pending_migrations()
+        if pending:
+            await Tortoise.close_connections()
+            raise SchemaNotReady(
+                f"the database lacks {len(pending)} migration(s), the first {pending[0]}: "
+                "run `python -m bot db create` (or `db migrate`) first"
+            )
+
+
+async def pending_migrations() -> list[str]:
+    """Return the migrations not yet applied to the connected database, in order."""
+    from tortoise.connection import get_connection
+    from tortoise.migrations.executor import MigrationExecutor
+
+    config = tortoise_config("sqlite://:memory:")["apps"]
+    executor = MigrationExecutor(get_connection("default"), config)
+    steps = await executor.plan()
+    return [type(step.migration).__module__.rsplit(".", 1)[-1] for step in steps]
 
 
 async def close_db() -> None:

@@ -88,3 +88,28 @@ def test_dev_config_is_valid() -> None:
     from bot.cli import DEV_CONFIG
 
     assert load_settings({}, DEV_CONFIG).message_mode == "safe"
+
+
+def test_a_value_that_does_not_parse_hides_no_other_problem() -> None:
+    """BOT_PORT=abc once was the only error named, hiding a missing token and a bad mode."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"BOT_PORT": "abc", "WECHAT_MODE": "secure"})
+    text = str(caught.value)
+    assert "BOT_PORT" in text and "WECHAT_TOKEN" in text and "WECHAT_MODE" in text
+
+
+def test_port_out_of_range_is_named() -> None:
+    with pytest.raises(SettingsError, match="BOT_PORT must be 1-65535"):
+        load_settings({**GOOD, "BOT_PORT": "99999"})
+
+
+def test_staff_token_without_its_window_is_named() -> None:
+    with pytest.raises(SettingsError, match="STAFF_TOKENS"):
+        load_settings({**GOOD, "STAFF_TOKENS": "nocolon"})
+
+
+def test_database_commands_need_no_wechat_secrets() -> None:
+    settings = load_settings({"DATABASE_URL": "sqlite://x.db"}, needs_wechat=False)
+    assert settings.database_url == "sqlite://x.db"
+    with pytest.raises(SettingsError):
+        load_settings({"DATABASE_URL": "sqlite://x.db"})

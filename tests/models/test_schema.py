@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from tortoise import Tortoise
 
@@ -29,3 +30,17 @@ async def test_migrations_create_every_model_table(db: str) -> None:
             # Raises when the migrations did not create the table or one of its columns.
             columns = ", ".join(model._meta.fields_db_projection.values())
             await conn.execute_query(f"SELECT {columns} FROM {model._meta.db_table} WHERE 1 = 0")
+
+
+async def test_serving_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
+    """`serve` once started on an empty database and answered every message with an error."""
+    import pytest
+
+    from models.db import SchemaNotReady, init_db, migrate
+
+    url = f"sqlite://{tmp_path / 'empty.sqlite3'}"
+    with pytest.raises(SchemaNotReady, match="db create"):
+        await init_db(url, check_schema=True)
+    await migrate(url)
+    await init_db(url, check_schema=True)
+    await Tortoise.close_connections()
