@@ -23,7 +23,7 @@ from bot.redis_conn import connect_redis
 from bot.services import Services
 from bot.texts import Texts
 from config.settings import Settings
-from models import booking_flow, classroom, feedback, queue_flow
+from models import application, booking_flow, classroom, feedback, queue_flow
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ CRON_JOBS: list[CronJob] = [
     *booking_flow.CRON_JOBS,
     *classroom.CRON_JOBS,
     *feedback.CRON_JOBS,
+    *application.CRON_JOBS,
 ]
 
 # How often an idle worker looks for work. The in-process one is cheap to poll (no network).

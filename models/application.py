@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from arq import cron
+from arq.cron import CronJob
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
@@ -571,6 +573,18 @@ async def erase_old_mail_data(now: datetime, keep_days: int = MAIL_DATA_KEEP_DAY
     if erased:
         log.info("mail data erased requests=%d reason=age", erased)
     return erased
+
+
+async def purge_mail_data(ctx: dict[str, Any]) -> int:
+    """Erase the mail data past its keeping time (arq cron job, once a night)."""
+    services: Services = ctx["services"]
+    return await erase_old_mail_data(services.now())
+
+
+# Nightly, when nobody posts certificates.
+CRON_JOBS: list[CronJob] = [
+    cron(purge_mail_data, name="purge_mail_data", hour={3}, minute={20}, second={0}, timeout=120),
+]
 
 
 async def pending_mail() -> list[MailRequest]:

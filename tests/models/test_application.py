@@ -285,3 +285,23 @@ async def test_old_mail_data_is_erased_after_the_keeping_time(services: Services
 
     request = await MailRequest.get(id=request.id)
     assert (request.address, request.phone, request.tracking_no) == ("", "", "1100000000001")
+
+
+async def test_the_worker_erases_old_mail_data_each_night(services: Services) -> None:
+    from bot.worker import CRON_JOBS
+
+    job = next(j for j in CRON_JOBS if j.name == "purge_mail_data")
+    application = await _ready_and_followed(services)
+    request = await applications.request_mail(
+        application, OPENID, "东莞市松山湖园区新城路1号", "13800138000", services.now()
+    )
+    await applications.enter_tracking(services, request, "EMS", "1100000000001", "api")
+    await MailRequest.filter(id=request.id).update(
+        mailed_at=services.now() - timedelta(days=applications.MAIL_DATA_KEEP_DAYS + 1)
+    )
+
+    erased = await job.coroutine({"services": services})
+
+    assert (job.hour, job.minute) == ({3}, {20})
+    assert erased == 1
+    assert (await MailRequest.get(id=request.id)).address == ""
