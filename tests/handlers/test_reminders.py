@@ -95,7 +95,7 @@ async def test_english_switches_replies_and_notices(wechat: WeChat, services: Se
     assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
     assert (await Citizen.get(openid=OPENID)).language == "en"
     help_text = await wechat.say("help")
-    assert "services" in help_text.lower() and "您可以" not in help_text
+    assert "(book an appointment)" in help_text and "点击" not in help_text
     values = {"category": "民生服务", "window": "1号窗口", "finished_at": "10:00"}
     await push.notify(
         services, kind="service_rate_invite", openid=OPENID, ref="ticket:9", values=values
@@ -141,5 +141,5 @@ async def test_language_survives_a_blocked_notice(wechat: WeChat, services: Serv
 
     await push.mark_not_following(services, OPENID)
 
-    assert "Send the name of one of these services" in await wechat.say("help")
+    assert "(book an appointment)" in await wechat.say("help")
     assert await services.redis.hget(keys.citizen_key(OPENID), "following") is None  # type: ignore[misc]
