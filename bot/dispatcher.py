@@ -48,6 +48,14 @@ class PassOn(Exception):
     """
 
 
+class TapInstead(Exception):
+    """Raised by a handler to answer as the menu entry `key` would ("2" picked from a list)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 @dataclass(slots=True)
 class Context:
     """Everything a handler needs for one message."""
@@ -216,9 +224,22 @@ class Dispatcher:
         route = await self._resolve(ctx)
         if route is None:
             return SUCCESS
+        return await self._run(ctx, route)
+
+    async def _run(self, ctx: Context, route: Route) -> Reply:
         ctx.service = route.service
         try:
             reply = await route.handler(ctx)
+        except TapInstead as tap:
+            menu_route = self.menu_keys.get(tap.key)
+            if menu_route is None or menu_route is route:
+                log.error(
+                    "tap on a key nobody else answers key=%s service=%s", tap.key, ctx.service
+                )
+                return ctx.reply("errors/generic.j2")
+            if ctx.dialog.is_active:
+                await ctx.dialog.finish()
+            return await self._run(ctx, menu_route)
         except PassOn:
             if not ctx.dialog.is_active:
                 log.error("words passed on outside a dialog service=%s", ctx.service)

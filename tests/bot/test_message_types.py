@@ -133,3 +133,15 @@ async def test_asking_for_help_is_not_called_not_understood(wechat: WeChat) -> N
     """The help words once got "没能理解“帮助”" in front of the list."""
     assert "没能理解" not in await wechat.say("帮助")
     assert "没能理解“火星签证”" in await wechat.say("火星签证")
+
+
+async def test_help_list_numbers_can_be_replied(wechat: WeChat) -> None:
+    """The help list was numbered, but replying "10" got "not understood"."""
+    await wechat.say("帮助")
+    assert await wechat.say("10") == await wechat.tap("HALL_INFO")
+
+
+async def test_other_words_after_help_are_routed_afresh(wechat: WeChat) -> None:
+    await wechat.say("帮助")
+    assert await wechat.say("中心概况") == await wechat.tap("HALL_INFO")
+    assert "没能理解“99”" in await wechat.say("99")
