@@ -57,8 +57,13 @@ def free_port() -> int:
 def server_env(mode: str, database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        WECHAT_TOKEN=TOKEN, WECHAT_APPID=APP_ID, WECHAT_APPSECRET="bench", WECHAT_AES_KEY=AES_KEY,
-        WECHAT_MODE=mode, DATABASE_URL=database_url, WECHAT_API_BASE="http://127.0.0.1:9",
+        WECHAT_TOKEN=TOKEN,
+        WECHAT_APPID=APP_ID,
+        WECHAT_APPSECRET="bench",
+        WECHAT_AES_KEY=AES_KEY,
+        WECHAT_MODE=mode,
+        DATABASE_URL=database_url,
+        WECHAT_API_BASE="http://127.0.0.1:9",
         PYTHONPATH=str(ROOT),
     )
     env.pop("BOT_CONFIG", None)
@@ -67,12 +72,29 @@ def server_env(mode: str, database_url: str) -> dict[str, str]:
 
 def start_webhook(port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     subprocess.run(
-        [sys.executable, "-m", "bot", "db", "create"], env=env, cwd=ROOT, check=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "bot", "db", "create"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    command = [sys.executable, "-m", "bot", "serve", "--port", str(port),
-               "--workers", str(workers)]
-    return subprocess.Popen(command, env=env, cwd=ROOT, stderr=open(os.path.join(tempfile.gettempdir(), "bench-webhook.log"), "w"))
+    command = [
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=ROOT,
+        stderr=open(os.path.join(tempfile.gettempdir(), "bench-webhook.log"), "w"),
+    )
 
 
 def start_bare(port: int, workers: int) -> list[subprocess.Popen[bytes]]:
@@ -101,8 +123,12 @@ def make_requests(count: int, mode: str) -> list[tuple[dict[str, str], bytes]]:
         openid = f"oBENCH{i % 500:021d}"
         if i % 3 == 2:
             # An event's identity is openid + CreateTime + key: vary the time, or it is a retry.
-            xml = Platform.event(openid, "CLICK", create_time=1_700_000_000 + i,
-                                 EventKey=MENU_KEYS[i % len(MENU_KEYS)])
+            xml = Platform.event(
+                openid,
+                "CLICK",
+                create_time=1_700_000_000 + i,
+                EventKey=MENU_KEYS[i % len(MENU_KEYS)],
+            )
         else:
             xml = Platform.text(openid, WORDS[i % len(WORDS)])
         delivery = platform.deliver(xml)
@@ -110,8 +136,9 @@ def make_requests(count: int, mode: str) -> list[tuple[dict[str, str], bytes]]:
     return out
 
 
-async def load(port: int, requests: list[tuple[dict[str, str], bytes]], seconds: float,
-               connections: int) -> tuple[int, float, list[float], int]:
+async def load(
+    port: int, requests: list[tuple[dict[str, str], bytes]], seconds: float, connections: int
+) -> tuple[int, float, list[float], int]:
     url = f"http://127.0.0.1:{port}/wechat"
     latencies: list[float] = []
     errors = 0
@@ -154,14 +181,17 @@ def cpu_s(pids: list[int]) -> float:
     return total
 
 
-def summary(name: str, done: int, elapsed: float, latencies: list[float], errors: int,
-            cpu_used_s: float) -> float:
+def summary(
+    name: str, done: int, elapsed: float, latencies: list[float], errors: int, cpu_used_s: float
+) -> float:
     ordered = sorted(latencies)
     rps = done / elapsed
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
-    print(f"{name:<8} requests={done:>6} errors={errors} rps={rps:8.0f} "
-          f"p50_ms={p50:6.2f} p99_ms={p99:6.2f} server_cpu_us_per_req={cpu_used_s / done * 1e6:6.0f}")
+    print(
+        f"{name:<8} requests={done:>6} errors={errors} rps={rps:8.0f} "
+        f"p50_ms={p50:6.2f} p99_ms={p99:6.2f} server_cpu_us_per_req={cpu_used_s / done * 1e6:6.0f}"
+    )
     return rps
 
 
@@ -199,8 +229,10 @@ async def main() -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait()
-    print(f"ratio webhook/bare = {results['webhook'] / results['bare']:.0%} "
-          f"(workers={args.workers}, mode={args.mode}, connections={args.connections})")
+    print(
+        f"ratio webhook/bare = {results['webhook'] / results['bare']:.0%} "
+        f"(workers={args.workers}, mode={args.mode}, connections={args.connections})"
+    )
 
 
 if __name__ == "__main__":
