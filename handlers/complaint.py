@@ -26,6 +26,9 @@ LEADING_WORD = r"^(?:我要|我想)?(?:投诉建议|投诉|建议|意见)(?:\s|[
 
 
 def _kind(words: str) -> str:
+    """Tell a complaint from a suggestion by the word used; the menu's name says neither."""
+    if words.startswith("投诉建议"):
+        return ""
     if "投诉" in words or "complain" in words:
         return "complaint"
     if any(w in words for w in _SUGGESTION_WORDS):

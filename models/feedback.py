@@ -287,7 +287,19 @@ async def served_by(ticket: Ticket) -> tuple[str, str]:
 
 
 async def invite(services: Services, ticket: Ticket) -> Evaluation | None:
-    """Open the evaluation of a finished ticket and invite its holder; None if already done."""
+    """Open the evaluation of a finished ticket and invite its holder; None if already done.
+
+    Called right after staff finish a ticket: a failure here must not fail their action, and
+    the sweep (`invite_missed`) invites the ticket later.
+    """
+    try:
+        return await _invite(services, ticket)
+    except Exception:
+        log.exception("rating invitation failed ticket=%d", ticket.id)
+        return None
+
+
+async def _invite(services: Services, ticket: Ticket) -> Evaluation | None:
     if ticket.status != "done" or not ticket.openid:
         return None
     window_code, staff = await served_by(ticket)

@@ -420,3 +420,21 @@ async def test_spoken_score_rates_the_service(
     assert reply is not None and "非常满意" in reply["Content"]
     evaluation = await Evaluation.get(ticket_id=ticket.id)
     assert (evaluation.level, evaluation.comment) == (5, "非常好")
+
+
+async def test_failed_invitation_does_not_fail_the_finish(
+    app_client: TestClient,
+    services: Services,
+    clock: time_machine.Coordinates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(ticket: Ticket) -> tuple[str, str]:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(feedback, "served_by", broken)
+    ticket = await finish_by_staff(app_client)  # asserts the finish answered 200
+    monkeypatch.undo()
+    assert not await Evaluation.filter(ticket_id=ticket.id).exists()
+
+    assert await feedback.invite_missed({"services": services}) == 1
+    assert await Notice.filter(ref=f"ticket:{ticket.id}", kind="service_rate_invite").exists()
