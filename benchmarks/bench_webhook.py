@@ -32,8 +32,16 @@ BARE_REPLY = (
     "<CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType>"
     "<Content><![CDATA[hello]]></Content></xml>"
 )
-WORDS = ["帮助", "你好", "中心概况", "几点开门", "网点导航", "取号"]
-MENU_KEYS = ["HALL_INFO", "BRANCHES", "CONSULT"]
+# "simple": the path every message takes (signature, AES, parse, one claim, a template, reply)
+# with the help texts and one menu tap; "services": what citizens send most, some of it
+# reading the database.
+MIXES = {
+    "simple": (["帮助", "你好", "营业时间表格下载", "hello"], ["HALL_INFO"]),
+    "services": (
+        ["帮助", "中心概况", "几点开门", "网点导航", "取号", "营业执照怎么办"],
+        ["HALL_INFO", "BRANCHES", "CONSULT", "QUEUE_STATUS"],
+    ),
+}
 
 BARE_SERVER = """
 import sys
@@ -116,21 +124,22 @@ async def wait_up(port: int) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def make_requests(count: int, mode: str) -> list[tuple[dict[str, str], bytes]]:
+def make_requests(count: int, mode: str, mix: str) -> list[tuple[dict[str, str], bytes]]:
     platform = Platform(TOKEN, APP_ID, AES_KEY, mode=mode)
+    words, menu_keys = MIXES[mix]
     out = []
     for i in range(count):
         openid = f"oBENCH{i % 500:021d}"
-        if i % 3 == 2:
+        if i % 3 == 2 and menu_keys:
             # An event's identity is openid + CreateTime + key: vary the time, or it is a retry.
             xml = Platform.event(
                 openid,
                 "CLICK",
                 create_time=1_700_000_000 + i,
-                EventKey=MENU_KEYS[i % len(MENU_KEYS)],
+                EventKey=menu_keys[i % len(menu_keys)],
             )
         else:
-            xml = Platform.text(openid, WORDS[i % len(WORDS)])
+            xml = Platform.text(openid, words[i % len(words)])
         delivery = platform.deliver(xml)
         out.append((delivery.query, delivery.body))
     return out
@@ -201,13 +210,14 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--mode", default="safe", choices=["plain", "compatible", "safe"])
+    parser.add_argument("--mix", default="simple", choices=sorted(MIXES))
     args = parser.parse_args()
     if args.workers > 1 and not os.environ.get("REDIS_URL"):
         parser.error("--workers > 1 needs REDIS_URL")
 
     count = int(args.seconds * 12000)
     print(f"preparing {count} signed deliveries (mode={args.mode}) ...", flush=True)
-    requests = make_requests(count, args.mode)
+    requests = make_requests(count, args.mode, args.mix)
     tmp = tempfile.mkdtemp(prefix="bench-")
     database_url = os.environ.get("DATABASE_URL", f"sqlite://{tmp}/bench.sqlite3")
 
@@ -231,7 +241,8 @@ async def main() -> None:
                 proc.wait()
     print(
         f"ratio webhook/bare = {results['webhook'] / results['bare']:.0%} "
-        f"(workers={args.workers}, mode={args.mode}, connections={args.connections})"
+        f"(workers={args.workers}, mode={args.mode}, mix={args.mix}, "
+        f"connections={args.connections})"
     )
 
 

@@ -166,7 +166,9 @@ async def receive(request: web.Request) -> web.Response:
         xml = await _wait_for_first(services, incoming)
         service, is_retry = "retry", True
     else:
-        dialog = Dialog(services.redis, incoming.openid, settings.dialog_ttl_s, stored_dialog)
+        dialog = Dialog(
+            services.redis, incoming.openid, settings.dialog_ttl_s, stored_dialog, app[BATCH]
+        )
         ctx = Context(incoming, services, dialog, language=language or "zh")
         xml = await _answer(app, ctx)
         stored = app[REPLY_STORE].execute(

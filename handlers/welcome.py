@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot import keys
-from bot.dispatcher import Context, PassOn, Reply, Router, TapInstead
+from bot.dispatcher import Context, Reply, Router, TapInstead
 from config.menu import entries
 from models import application, preferences
 from models.booking import forget_citizen
@@ -13,8 +13,6 @@ from models.citizen import Citizen
 
 log = logging.getLogger(__name__)
 router = Router("welcome")
-# The help list is numbered: a number typed next picks that service.
-HELP_PICK = "welcome:pick"
 
 
 def _menu_names() -> list[str]:
@@ -58,24 +56,22 @@ async def dialog_timed_out(ctx: Context) -> Reply:
 @router.text("帮助", "菜单", "help", "你好", "您好", "hi", "hello")
 async def show_help(ctx: Context) -> Reply:
     """The citizen asked what the account does: the numbered list of services."""
-    await ctx.dialog.start(HELP_PICK)
     return ctx.reply("welcome/help.j2", services=_menu_names(), words="")
 
 
 @router.default
 async def answer_unknown(ctx: Context) -> Reply:
     """Words nothing claimed: say so, briefly, then the numbered list of services."""
-    await ctx.dialog.start(HELP_PICK)
     return ctx.reply("welcome/help.j2", services=_menu_names(), words=ctx.words)
 
 
-@router.dialog(HELP_PICK)
+@router.text(pattern=r"^(1[0-5]|[1-9])$")
 async def pick_from_help(ctx: Context) -> Reply:
-    """A number from the list answers as that menu entry would; other words route afresh."""
-    keys_in_order = list(entries())
-    if ctx.words.isdigit() and 1 <= int(ctx.words) <= len(keys_in_order):
-        raise TapInstead(keys_in_order[int(ctx.words) - 1])
-    raise PassOn
+    """A bare number outside any dialog picks that entry of the (numbered) help list."""
+    if ctx.dialog.is_expired:  # the number answered a dialog that timed out meanwhile
+        await ctx.dialog.finish()
+        return ctx.reply("welcome/expired.j2")
+    raise TapInstead(list(entries())[int(ctx.words) - 1])
 
 
 @router.message("image", "voice", "video", "shortvideo", "link", "file", "*")
