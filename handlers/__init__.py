@@ -27,11 +27,12 @@ def all_routers() -> list[Router]:
     )
 
     return [
+        # Before welcome: a score typed after a rating invitation outweighs a help-list number.
+        evaluation.router,
         welcome.router,
         queue.router,
         booking.router,
         checkin.router,
-        evaluation.router,
         complaint.router,
         classroom.router,
         reminders.router,

@@ -7,8 +7,8 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from bot.dispatcher import Context, PassOn, Reply, Router, normalize
-from config.menu import words_of
+from bot.dispatcher import Context, PassOn, Reply, Router, TapInstead, normalize
+from config.menu import entries, words_of
 from handlers.complaint import is_service_word
 from models import feedback
 from models.feedback import Evaluation, FollowUp
@@ -204,7 +204,10 @@ async def add_comment(ctx: Context) -> Reply:
 
 @router.text(pattern=RATING_PATTERN)
 async def rate_latest(ctx: Context) -> Reply:
-    """A rating typed after the invitation rates the service finished last (within a day)."""
+    """A rating typed after the invitation rates the service finished last (within a day).
+
+    Without such a service a bare number is what it is elsewhere: an entry of the help list.
+    """
     if ctx.dialog.is_expired:
         # The number answered a list that has timed out, not an invitation to rate.
         await ctx.dialog.finish()
@@ -215,6 +218,8 @@ async def rate_latest(ctx: Context) -> Reply:
     recent = now - timedelta(hours=rules.reply_within_h)
     fresh = [e for e in pending if e.finished_at is not None and e.finished_at >= recent]
     if not fresh:
+        if ctx.words.isdigit():
+            raise TapInstead(list(entries())[int(ctx.words) - 1])
         return ctx.reply("evaluation/nothing_to_rate.j2", has_older=bool(pending))
     level, comment = _rating(ctx)
     assert level is not None  # the pattern matched

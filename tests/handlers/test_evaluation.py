@@ -156,9 +156,11 @@ async def test_one_rating_per_ticket(
     await wechat.say("5")
     await wechat.say("跳过")
 
-    again = await wechat.say("1")
+    again = await wechat.say("非常不满意")
+    number = await wechat.say("1")
 
     assert "没有待评价的服务" in again
+    assert "感谢您的评价" not in number  # the help list's first entry now
     assert (await Evaluation.get(ticket_id=ticket.id)).level == 5
     assert await Evaluation.filter(ticket_id=ticket.id).count() == 1
 
@@ -317,9 +319,11 @@ async def test_bare_rating_days_later_goes_through_the_menu(
     ticket = await finish_by_staff(app_client)
     clock.move_to(MONDAY_10 + timedelta(days=3))
 
-    reply = await wechat.say("5")
+    reply = await wechat.say("满意")
+    number = await wechat.say("5")
 
     assert "回复“评价”" in reply
+    assert "到厅签到" in number  # the help list's fifth entry, not a rating
     assert (await Evaluation.get(ticket_id=ticket.id)).level is None
     listing = await tap(wechat, "EVALUATION")
     assert ticket.number in listing and "打分" in listing
@@ -438,3 +442,13 @@ async def test_failed_invitation_does_not_fail_the_finish(
 
     assert await feedback.invite_missed({"services": services}) == 1
     assert await Notice.filter(ref=f"ticket:{ticket.id}", kind="service_rate_invite").exists()
+
+
+async def test_number_without_an_invitation_picks_from_the_help_list(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """A score the help list's numbers would have shadowed: with no invitation, they pick."""
+    reply = await wechat.say("3")
+
+    assert reply == await tap(wechat, "QUEUE_STATUS")
+    assert not await Evaluation.exists()
