@@ -132,6 +132,10 @@ class Fleet:
         return [proc.pid for proc in self.procs[: self.servers]]
 
     @property
+    def worker_pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs[self.servers :]]
+
+    @property
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{port}" for port in self.ports]
 
@@ -139,7 +143,9 @@ class Fleet:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115  # closed by stop()
         self.log_files.append(log)
         command = [sys.executable, "-m", "bot", *args]
-        self.procs.append(subprocess.Popen(command, env=self.env(), cwd=ROOT, stderr=log))
+        self.procs.append(
+            subprocess.Popen(command, env=self.env(), cwd=ROOT, stdout=log, stderr=log)
+        )
 
     async def start(self) -> None:
         for i in range(self.servers):
@@ -148,7 +154,28 @@ class Fleet:
             self._spawn(["serve", "--port", str(port)], f"server{i}")
         for i in range(self.workers):
             self._spawn(["worker"], f"worker{i}")
-        await asyncio.gather(*(wait_up(url) for url in self.urls))
+        try:
+            await asyncio.gather(*(self._wait_up(i) for i in range(self.servers)))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_up(self, index: int, wait_s: float = 30.0) -> None:
+        """Wait for a server's /healthz; a server that exited fails at once, with its log."""
+        deadline = time.monotonic() + wait_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.procs[index].poll() is not None:
+                    break
+                try:
+                    async with session.get(f"{self.urls[index]}/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        log = (self.log_dir / f"server{index}.log").read_text(errors="replace")
+        raise RuntimeError(f"server {self.urls[index]} did not start:\n{log[-1500:]}")
 
     async def stop(self) -> None:
         for proc in self.procs:
@@ -165,20 +192,6 @@ class Fleet:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.log_dir.glob("*.log"))
-
-
-async def wait_up(url: str, wait_s: float = 30.0) -> None:
-    deadline = time.monotonic() + wait_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"server {url} did not start")
 
 
 @dataclass
@@ -347,12 +360,12 @@ def busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_pids() -> list[int]:
-    """Return the PostgreSQL server's processes on this machine (empty when it runs elsewhere)."""
+def named_pids(name: str) -> list[int]:
+    """Return the processes of this machine with this command name (PostgreSQL, Redis)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if "(postgres)" in stat.read_text().split(" ", 2)[1]:
+            if f"({name})" in stat.read_text().split(" ", 2)[1]:
                 found.append(int(stat.parent.name))
         except (FileNotFoundError, IndexError, ProcessLookupError):
             continue
@@ -399,8 +412,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     fleet = Fleet(database_url, redis_url, standin.url, rules_file, args.servers, args.workers)
     fleet.mode = args.mode
     platform = Platform(TOKEN, APP_ID, AES_KEY, mode=args.mode)
-    await fleet.start()
     try:
+        await fleet.start()
         return await _measure(fleet, standin, platform, args)
     finally:
         await fleet.stop()
@@ -416,14 +429,17 @@ async def _measure(fleet: Fleet, standin: StandIn, platform: Platform, args: Any
             async with session.post(url + "/wechat", params=delivery.query, data=delivery.body):
                 pass
 
-    before = (cpu_s(fleet.server_pids), cpu_s(postgres_pids()), time.process_time(), busy_s())
+    groups = {
+        "webhook": lambda: cpu_s(fleet.server_pids),
+        "workers": lambda: cpu_s(fleet.worker_pids),
+        "postgres": lambda: cpu_s(named_pids("postgres")),
+        "redis": lambda: cpu_s(named_pids("redis-server")),
+        "load_generator": time.process_time,
+        "machine": busy_s,
+    }
+    before = {name: read() for name, read in groups.items()}
     takes, elapsed_s = await rush(fleet.urls, platform, args.citizens, args.spread_s)
-    servers_cpu, database_cpu, own_cpu, machine_cpu = (
-        cpu_s(fleet.server_pids) - before[0],
-        cpu_s(postgres_pids()) - before[1],
-        time.process_time() - before[2],
-        busy_s() - before[3],
-    )
+    used = {name: read() - before[name] for name, read in groups.items()}
     late = [t for t in takes if not t.number]
     # A take past the reply budget is answered by a customer-service message: wait for those.
     await wait_sent(standin, len(late), 30.0, kind="custom")
@@ -442,11 +458,8 @@ async def _measure(fleet: Fleet, standin: StandIn, platform: Platform, args: Any
         f"answered_past_budget={len(late)}"
     )
     per_take_ms = 1000 / max(len(takes), 1)
-    print(
-        f"  cpu_ms_per_take webhook={servers_cpu * per_take_ms:.1f} "
-        f"postgres={database_cpu * per_take_ms:.1f} load_generator={own_cpu * per_take_ms:.1f} "
-        f"machine={machine_cpu * per_take_ms:.1f} (cores={os.cpu_count()})"
-    )
+    shares = " ".join(f"{name}={cpu * per_take_ms:.1f}" for name, cpu in used.items())
+    print(f"  cpu_ms_per_take (while the rush ran) {shares} cores={os.cpu_count()}")
     if latencies_ms:
         print(
             f"  take latency p50_ms={statistics.median(latencies_ms):.1f} "
