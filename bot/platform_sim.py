@@ -15,6 +15,20 @@ ACCOUNT = "gh_0a1b2c3d4e5f"
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
 
 
+_last_event_time = 0
+
+
+def _event_time() -> int:
+    """Return a CreateTime one second past the last event's at least.
+
+    An event is known by openid, CreateTime and key: two taps of one entry within a second
+    would be one delivery and its retry, and a test doing so would lose the second tap.
+    """
+    global _last_event_time
+    _last_event_time = max(int(time.time()), _last_event_time + 1)
+    return _last_event_time
+
+
 def cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
@@ -121,9 +135,7 @@ class Platform:
 
     @staticmethod
     def event(openid: str, event: str, create_time: int | None = None, **fields: Any) -> str:
-        return build_xml(
-            openid, "event", {"Event": event, **fields}, create_time or int(time.time())
-        )
+        return build_xml(openid, "event", {"Event": event, **fields}, create_time or _event_time())
 
     @classmethod
     def click(cls, openid: str, key: str) -> str:

@@ -67,3 +67,13 @@ def test_long_text_is_cut_on_a_character_boundary() -> None:
 
 def test_xml_invalid_characters_are_dropped() -> None:
     assert clean_text("a\x00b\x1fc\ufffe") == "abc"
+
+
+def test_two_taps_in_one_second_are_two_deliveries() -> None:
+    """Tests tapping one entry twice within a second lost the second tap as a 'retry'."""
+    from bot.platform_sim import Platform
+    from bot.protocol import Envelope, parse_xml, read_incoming
+
+    first, second = (Platform.click("oX", "HALL_INFO") for _ in range(2))
+    ids = {read_incoming(Envelope(x, parse_xml(x))).delivery_id for x in (first, second)}
+    assert len(ids) == 2
