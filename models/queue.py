@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time as time_module
 from dataclasses import dataclass
@@ -385,10 +386,12 @@ async def issue(
                 raise AlreadyHolding(
                     number=held.number, category=category.name, status=held.status
                 ) from None
-        # A ticket left from an earlier day (closing passed unseen) never blocks today's.
-        await change(
-            held.id, "expire", to="expired", allowed=HOLDING_STATES, at=at, actor="system"
-        )
+        # A ticket left from an earlier day (closing passed unseen) never blocks today's. The
+        # closing job may be expiring it at this very moment: either way it is gone.
+        with contextlib.suppress(WrongState):
+            await change(
+                held.id, "expire", to="expired", allowed=HOLDING_STATES, at=at, actor="system"
+            )
     if ticket is None:
         raise QuotaUsedUp(category=category.name, hall=hall.name, quota=quota)
     log.info("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, source)

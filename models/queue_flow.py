@@ -222,6 +222,8 @@ async def expire_at_closing(ctx: dict[str, Any]) -> int:
     expired = 0
     for hall in await Hall.all():
         for ticket in await _left_at_closing(hall, at):
+            # One missed with no re-queue left was told so already; its end needs no notice.
+            has_news = ticket.status != "missed" or ticket.active_key is not None
             try:
                 ticket = await queue.change(
                     ticket.id, "expire", to="expired", allowed=queue.HOLDING_STATES, at=at,
@@ -230,6 +232,8 @@ async def expire_at_closing(ctx: dict[str, Any]) -> int:
             except WrongState:
                 continue
             expired += 1
+            if not has_news:
+                continue
             category = await Category.get(id=ticket.category_id)
             values = {"number": ticket.number, "category": category.name, "hall": hall.name}
             await _notify(services, "ticket_expired", ticket, values)

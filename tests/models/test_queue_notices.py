@@ -26,6 +26,8 @@ from models.queue_rules import queue_rules
 from tests.conftest import make_settings, start_client
 from tests.models.test_queue import MONDAY_10, local, opened, take
 
+RULES = queue_rules()
+
 
 @pytest.fixture
 def clock() -> Iterator[time_machine.Coordinates]:
@@ -262,3 +264,22 @@ async def test_near_notice_sent_in_the_job_is_retried_after_a_busy_platform(
         ("tmpl_queue_near_0001", "o1")
     ]
     assert (await Notice.get(ref=ticket.ref, kind="queue_near")).attempts == 2
+
+
+async def test_missed_ticket_without_a_requeue_left_expires_silently(
+    services: Services, clock: time_machine.Coordinates
+) -> None:
+    ticket = await take("o1", local(2, 16))
+    window = await opened("W01")
+    hall = await Hall.get(code="main")
+    for minute in (1, 3):
+        await queue.call_next(window, local(2, 16, minute), "W01")
+        ticket = await queue.mark_missed(window, ticket.id, local(2, 16, minute), "W01", RULES)
+        if minute == 1:
+            ticket = await queue.requeue(ticket, hall, local(2, 16, 2), RULES)
+    clock.move_to(local(2, 18, 1))
+
+    assert await queue_flow.expire_at_closing(ctx_of(services)) == 1
+
+    assert (await Ticket.get(id=ticket.id)).status == "expired"
+    assert not await Notice.filter(kind="ticket_expired").exists()
