@@ -21,6 +21,8 @@ router = Router("evaluation")
 CHOOSE_STATE = "evaluation.choose"
 RATE_STATE = "evaluation.rate"
 COMMENT_STATE = "evaluation.comment"
+# The list shows at most this many services (newest first), and as many cases to review.
+MAX_LISTED = 8
 # Words that end the comment step without a comment.
 SKIP_WORDS = frozenset({"跳过", "不用", "没有", "无", "不用了", "没有了", "skip", "no"})
 
@@ -56,8 +58,8 @@ def parse_rating(words: str) -> tuple[int, str] | None:
 async def open_evaluation(ctx: Context) -> Reply:
     """List the services to rate, the answered cases to review, and the hall as a whole."""
     now = ctx.now()
-    pending = await feedback.rateable(ctx.openid, now)
-    reviews = await feedback.reviewable(ctx.openid, now)
+    pending = (await feedback.rateable(ctx.openid, now))[:MAX_LISTED]
+    reviews = (await feedback.reviewable(ctx.openid, now))[:MAX_LISTED]
     if len(pending) == 1 and not reviews:
         return await _ask_rate(ctx, pending[0])
     if not pending and not reviews:

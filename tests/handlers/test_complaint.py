@@ -243,3 +243,19 @@ async def test_stale_draft_times_out_politely(
 
     assert "超时" in reply
     assert not await Complaint.exists()
+
+
+async def test_long_answer_still_ends_with_what_to_do_next(
+    app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await wechat.say("投诉 " + "窗口办理太慢" * 80)
+    case_no = case_no_in(await wechat.say("提交"))
+    complaint = await Complaint.get()
+    await post(
+        app_client, f"/admin/complaints/{complaint.id}/answer", ADMIN, {"answer": "已整改" * 600}
+    )
+
+    reply = await wechat.say(case_no)
+
+    assert len(reply.encode()) < 2000
+    assert reply.endswith("回复“帮助”查看全部服务，或点击下方菜单。")
