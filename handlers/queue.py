@@ -46,7 +46,11 @@ async def choose_place(ctx: Context) -> Reply:
     named = [p for p in options if p.category.name in ctx.words]
     if len(named) == 1:
         return await _take(ctx, named[0])
-    options = named or options
+    return await _list(ctx, named or options)
+
+
+async def _list(ctx: Context, options: list[Place]) -> Reply:
+    """Open (or narrow) the dialog on `options` and show them numbered under their halls."""
     await ctx.dialog.start(CHOOSE_STATE, options=[[p.hall.id, p.category.id] for p in options])
     at = ctx.services.local_now()
     groups: dict[int, dict[str, Any]] = {}
@@ -61,32 +65,44 @@ async def choose_place(ctx: Context) -> Reply:
 
 @router.dialog(CHOOSE_STATE)
 async def take_chosen(ctx: Context) -> Reply:
-    """The citizen replied with a number (or a category's name) from the list."""
-    chosen = await _chosen(ctx)
-    if chosen is None:
-        count = len(ctx.dialog.data.get("options", []))
-        return ctx.reply("queue/choose_again.j2", count=count)
-    await ctx.dialog.finish()
-    return await _take(ctx, chosen)
+    """The citizen replied with a number, a category's name or a hall's name from the list."""
+    options = await _options(ctx)
+    chosen = _chosen(ctx.words, options)
+    if len(chosen) == 1:
+        await ctx.dialog.finish()
+        return await _take(ctx, chosen[0])
+    if len(chosen) > 1:
+        return await _list(ctx, chosen)
+    return ctx.reply("queue/choose_again.j2", count=len(options))
 
 
-async def _chosen(ctx: Context) -> Place | None:
-    options = [tuple(pair) for pair in ctx.dialog.data.get("options", [])]
-    index = int(ctx.words) if ctx.words.isdigit() else 0
-    if 1 <= index <= len(options):
-        hall_id, category_id = options[index - 1]
-    else:
-        categories = await Category.filter(id__in={c for _, c in options})
-        named = [c.id for c in categories if c.name in ctx.words]
-        matches = [pair for pair in options if pair[1] in named]
-        if len(matches) != 1:
-            return None
-        hall_id, category_id = matches[0]
-    hall = await Hall.get_or_none(id=hall_id)
-    category = await Category.get_or_none(id=category_id)
-    if hall is None or category is None:
-        return None
-    return Place(hall, category)
+async def _options(ctx: Context) -> list[Place]:
+    """Return the places the open list offers, in its order."""
+    pairs = [tuple(pair) for pair in ctx.dialog.data.get("options", [])]
+    halls = {h.id: h for h in await Hall.filter(id__in={h for h, _ in pairs})}
+    categories = {c.id: c for c in await Category.filter(id__in={c for _, c in pairs})}
+    return [Place(halls[h], categories[c]) for h, c in pairs if h in halls and c in categories]
+
+
+def _chosen(words: str, options: list[Place]) -> list[Place]:
+    """Return the places the words pick: one when they settle it, several to ask among.
+
+    A category several halls serve picks the main hall's; a hall's name narrows to its
+    categories. Words that are none of these are no answer: they leave the dialog (PassOn).
+    """
+    if words.isdigit():
+        index = int(words)
+        return [options[index - 1]] if 1 <= index <= len(options) else []
+    named = [p for p in options if p.category.name in words]
+    halls = [p for p in options if p.hall.name in words]
+    if named and halls:
+        named = [p for p in named if p in halls] or named
+    if len(named) > 1:
+        main = [p for p in named if p.hall.kind == "main"]
+        return main if len(main) == 1 else named
+    if named or halls:
+        return named or halls
+    return []  # PASSON
 
 
 async def _take(ctx: Context, place: Place) -> Reply:

@@ -14,8 +14,9 @@ import time_machine
 
 from bot.platform_sim import Platform
 from bot.services import Services
+from handlers.queue import Place, _chosen
 from models import queue, queue_rules
-from models.hall import Hall
+from models.hall import Category, Hall
 from models.notice import Notice
 from models.queue import Ticket
 from tests.conftest import OPENID, WeChat
@@ -304,3 +305,27 @@ async def test_holiday_refusal_names_the_holiday_and_the_next_opening(
     assert "今天不开放（劳动节）" in reply
     assert "下次开放：周三 09:00" in reply  # 劳动节 lasts to Tuesday 5 May
     assert not await Ticket.exists()
+
+
+async def test_category_name_with_several_halls_is_accepted(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """民生服务 is served at several halls: the name typed in the list takes the main hall's."""
+    await tap(wechat, "QUEUE_TAKE")
+
+    reply = await wechat.say("民生服务")
+
+    assert "A001" in reply and "松山湖市民服务中心" in reply
+    ticket = await Ticket.get(openid=OPENID)
+    assert (await ticket.hall).kind == "main"
+
+
+def test_category_name_with_several_branch_halls_asks_which_hall() -> None:
+    """Without the main hall among them, every hall serving the category is offered again."""
+    livelihood, tax = Category(id=1, name="民生服务"), Category(id=2, name="税务")
+    halls = [Hall(id=n, name=f"分厅{n}", kind="branch") for n in (1, 2)]
+    options = [Place(hall, category) for hall in halls for category in (livelihood, tax)]
+
+    assert _chosen("民生服务", options) == [options[0], options[2]]
+    assert _chosen("分厅2 民生服务", options) == [options[2]]
+    assert _chosen("2", options) == [options[1]]
