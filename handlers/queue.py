@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.dispatcher import Context, Reply, Router
+from bot.dispatcher import Context, PassOn, Reply, Router
 from config.menu import words_of
 from models import queue_flow
 from models.hall import Category, Hall
@@ -102,7 +102,7 @@ def _chosen(words: str, options: list[Place]) -> list[Place]:
         return main if len(main) == 1 else named
     if named or halls:
         return named or halls
-    return []  # PASSON
+    raise PassOn
 
 
 async def _take(ctx: Context, place: Place) -> Reply:

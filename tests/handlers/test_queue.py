@@ -329,3 +329,18 @@ def test_category_name_with_several_branch_halls_asks_which_hall() -> None:
     assert _chosen("民生服务", options) == [options[0], options[2]]
     assert _chosen("分厅2 民生服务", options) == [options[2]]
     assert _chosen("2", options) == [options[1]]
+
+
+async def test_other_question_mid_dialog_routes_afresh(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """Words that are no option leave the list and are answered as if it were not open."""
+    await tap(wechat, "QUEUE_TAKE")
+
+    hours = await wechat.say("几点开门")
+
+    assert "开放时间】" in hours and "没有找到这个选项" not in hours
+    await tap(wechat, "QUEUE_TAKE")
+    relisted = await wechat.send(Platform.voice(OPENID, "我想取号。"))
+    assert relisted is not None and "请回复序号" in relisted["Content"]
+    assert "没有找到这个选项" in await wechat.say("99")
