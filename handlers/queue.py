@@ -10,8 +10,14 @@ from bot.dispatcher import Context, PassOn, Reply, Router
 from config.menu import words_of
 from models import queue_flow
 from models.hall import Category, Hall
-from models.queue import Ticket, Window, calling_halls
-from models.queue_rules import TicketNotFound, queue_rules
+from models.queue import Ticket, Window, calling_halls, check_open_for_remote
+from models.queue_rules import (
+    HallClosed,
+    HallClosing,
+    QueueError,
+    TicketNotFound,
+    queue_rules,
+)
 from models.queue_wait import estimate, tickets_of
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ async def choose_place(ctx: Context) -> Reply:
 
 async def _list(ctx: Context, options: list[Place]) -> Reply:
     """Open (or narrow) the dialog on `options` and show them numbered under their halls."""
+    await _refuse_when_none_takes(ctx, options)
     await ctx.dialog.start(CHOOSE_STATE, options=[[p.hall.id, p.category.id] for p in options])
     at = ctx.services.local_now()
     groups: dict[int, dict[str, Any]] = {}
@@ -61,6 +68,25 @@ async def _list(ctx: Context, options: list[Place]) -> Reply:
         )
         group["items"].append({"index": index, "name": place.category.name})
     return ctx.reply("queue/choose.j2", groups=list(groups.values()))
+
+
+async def _refuse_when_none_takes(ctx: Context, options: list[Place]) -> None:
+    """Refuse at once, saying when numbers can be taken, if no hall listed takes one now."""
+    at = ctx.services.local_now()
+    rules = queue_rules()
+    halls = {p.hall.id: p.hall for p in options}
+    # The main hall's hours are the ones to tell, when it is among them.
+    ordered = sorted(halls.values(), key=lambda h: h.kind != "main")
+    refusals: list[QueueError] = []
+    for hall in ordered:
+        try:
+            await check_open_for_remote(hall, at, rules)
+        except (HallClosed, HallClosing) as refusal:
+            refusals.append(refusal)
+        else:
+            return
+    if refusals:
+        raise refusals[0]
 
 
 @router.dialog(CHOOSE_STATE)

@@ -120,7 +120,7 @@ async def test_closed_hall_refuses_with_its_hours(
 ) -> None:
     clock.move_to(local(2, 20).astimezone(UTC_HOST))
 
-    reply = await take_by_chat(wechat)
+    reply = await tap(wechat, "QUEUE_TAKE")
 
     assert "不在取号时间" in reply and "明天 09:00" in reply
     assert not await Ticket.exists()
@@ -131,7 +131,7 @@ async def test_hall_about_to_close_refuses(
 ) -> None:
     clock.move_to(local(2, 17, 45).astimezone(UTC_HOST))
 
-    reply = await take_by_chat(wechat)
+    reply = await tap(wechat, "QUEUE_TAKE")
 
     assert "18:00 下班" in reply
     assert not await Ticket.exists()
@@ -300,7 +300,7 @@ async def test_holiday_refusal_names_the_holiday_and_the_next_opening(
 ) -> None:
     clock.move_to(datetime(2026, 5, 1, 2, tzinfo=UTC))  # 10:00 in Beijing, 劳动节
 
-    reply = await take_by_chat(wechat)
+    reply = await tap(wechat, "QUEUE_TAKE")
 
     assert "今天不开放（劳动节）" in reply
     assert "下次开放：周三 09:00" in reply  # 劳动节 lasts to Tuesday 5 May
@@ -344,3 +344,16 @@ async def test_other_question_mid_dialog_routes_afresh(
     relisted = await wechat.send(Platform.voice(OPENID, "我想取号。"))
     assert relisted is not None and "请回复序号" in relisted["Content"]
     assert "没有找到这个选项" in await wechat.say("99")
+
+
+async def test_outside_remote_hours_the_list_is_not_shown(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """With no hall taking numbers, say so at once, with when and what to do, not a list."""
+    clock.move_to(local(2, 20).astimezone(UTC_HOST))
+
+    reply = await tap(wechat, "QUEUE_TAKE")
+
+    assert "暂时不能取号" in reply and "下次开放：明天 09:00" in reply and "预约" in reply
+    assert "请回复序号" not in reply and "1." not in reply
+    assert "没有找到这个选项" not in await wechat.say("1")
