@@ -59,6 +59,12 @@ async def show_help(ctx: Context) -> Reply:
     return ctx.reply("welcome/help.j2", services=_menu_names(), words="")
 
 
+@router.text("取消")
+async def show_what_can_be_cancelled(ctx: Context) -> Reply:
+    """A bare 取消 outside any dialog: the words that cancel a number, a booking, a sign-up."""
+    return ctx.reply("welcome/cancel_what.j2")
+
+
 @router.default
 async def answer_unknown(ctx: Context) -> Reply:
     """Words nothing claimed: say so, briefly, then the numbered list of services."""

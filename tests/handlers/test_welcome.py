@@ -1,0 +1,24 @@
+"""Words the welcome router answers when no other service claims them."""
+
+from __future__ import annotations
+
+import time_machine
+
+from tests.conftest import WeChat
+from tests.models.test_queue import MONDAY_10
+
+
+async def test_bare_cancel_outside_a_dialog_says_what_can_be_cancelled(wechat: WeChat) -> None:
+    reply = await wechat.say("取消")
+
+    assert "没能理解" not in reply
+    for words in ("取消排队", "取消预约", "取消报名"):
+        assert f"“{words}”" in reply
+
+
+@time_machine.travel(MONDAY_10, tick=False)
+async def test_bare_cancel_inside_a_dialog_still_leaves_it(wechat: WeChat) -> None:
+    assert "请回复序号" in await wechat.say("取号")
+
+    assert "已取消当前操作" in await wechat.say("取消")
+    assert "取消排队" in await wechat.say("取消")
