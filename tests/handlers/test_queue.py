@@ -357,3 +357,18 @@ async def test_outside_remote_hours_the_list_is_not_shown(
     assert "暂时不能取号" in reply and "下次开放：明天 09:00" in reply and "预约" in reply
     assert "请回复序号" not in reply and "1." not in reply
     assert "没有找到这个选项" not in await wechat.say("1")
+
+
+async def test_taken_with_few_ahead_says_come_now_not_a_reminder_to_come(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """With 3 or fewer ahead the "3 left" reminder cannot come: say the turn is near."""
+    await take("o-before")
+    near = await take_by_chat(wechat)
+    assert "前面还有 1 人" in near
+    assert "前面剩" not in near and "请现在到厅" in near
+
+    for n in range(4):
+        await take(f"o-more-{n}", category="business_setup")
+    far = await take_by_chat(wechat, "企业开办")
+    assert "前面剩 3 人时会提醒您" in far and "请现在到厅" not in far
