@@ -372,3 +372,10 @@ async def test_taken_with_few_ahead_says_come_now_not_a_reminder_to_come(
         await take(f"o-more-{n}", category="business_setup")
     far = await take_by_chat(wechat, "企业开办")
     assert "前面剩 3 人时会提醒您" in far and "请现在到厅" not in far
+
+
+def test_one_option_asks_for_1_not_a_range_from_1_to_1(services: Services) -> None:
+    for language, asked in (("zh", "请回复“1”"), ("en", 'reply with "1"')):
+        one = services.texts.render("queue/choose_again.j2", language, count=1)
+        assert asked in one and "1 到 1" not in one and "1 to 1" not in one
+    assert "1 到 4" in services.texts.render("queue/choose_again.j2", "zh", count=4)
