@@ -379,3 +379,18 @@ def test_one_option_asks_for_1_not_a_range_from_1_to_1(services: Services) -> No
         one = services.texts.render("queue/choose_again.j2", language, count=1)
         assert asked in one and "1 到 1" not in one and "1 to 1" not in one
     assert "1 到 4" in services.texts.render("queue/choose_again.j2", "zh", count=4)
+
+
+async def test_wait_minutes_not_shown_while_no_window_calls_the_category(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """ "约 5 分钟" next to "该业务窗口暂未开始叫号" promised a wait nobody is serving."""
+    await take("o-before")
+    taken = await take_by_chat(wechat)
+    status = await tap(wechat, "QUEUE_STATUS")
+
+    for reply in (taken, status):
+        assert "前面还有 1 人" in reply and "暂未开始叫号" in reply
+        assert "分钟" not in reply and "估算等候时间" in reply
+    await opened("W01")
+    assert "预计等候约 15 分钟" in await tap(wechat, "QUEUE_STATUS")
