@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from redis.exceptions import RedisError
 
 from bot import keys
 from bot.dialogs import Dialog
@@ -19,6 +20,7 @@ from bot.protocol import (
     Envelope,
     Incoming,
     MessageCrypto,
+    clean_text,
     open_envelope,
     read_incoming,
     sign,
@@ -46,6 +48,8 @@ REPLY_STORE = web.AppKey("reply_store", RedisBatch)
 WEBHOOK_PATH = "/wechat"
 PENDING = "\x00pending"
 SUCCESS_BODY = "success"
+# WeChat gives up after 5 s; a body still arriving after this is not from it.
+BODY_READ_TIMEOUT_S = 3.0
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -153,15 +157,24 @@ async def receive(request: web.Request) -> web.Response:
     app = request.app
     settings, crypto = app[SETTINGS], app[CRYPTO]
     try:
-        body = await _read_body(request, settings.max_body_bytes)
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            body = await _read_body(request, settings.max_body_bytes)
         envelope = open_envelope(body, request.query, crypto, settings.message_mode)
         incoming = read_incoming(envelope)
     except RefusedRequest as exc:
         log.warning("delivery refused status=%d reason=%s", exc.status, exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
+    except TimeoutError:
+        log.warning("delivery refused status=408 reason=body not complete in time")
+        return web.Response(status=408, text="body not complete in time")
 
     services = app[SERVICES]
-    claimed, stored_dialog, language = await _claim(app, incoming)
+    try:
+        claimed, stored_dialog, language = await _claim(app, incoming)
+    except RedisError:
+        # Without Redis retries cannot be told apart; answering beats a 5xx the citizen sees.
+        log.exception("redis unavailable: handling without retry protection")
+        claimed, stored_dialog, language = True, None, None
     if not claimed:
         xml = await _wait_for_first(services, incoming)
         service, is_retry = "retry", True
@@ -245,10 +258,13 @@ async def _answer(app: web.Application, ctx: Context) -> str:
 
 async def _send_late(ctx: Context, task: asyncio.Future[Reply]) -> None:
     reply = await task
+    if reply.is_transfer:
+        # A hand-over exists only as a passive reply: say how to reach an agent instead.
+        reply = ctx.reply("errors/late_transfer.j2")
     if reply.text is None:
         return
     try:
-        await ctx.services.api.send_text(ctx.openid, reply.text)
+        await ctx.services.api.send_text(ctx.openid, clean_text(reply.text))
     except Exception:
         log.exception("late reply failed service=%s", ctx.service)
 

@@ -162,6 +162,14 @@ class Router:
         return handler
 
 
+def is_number(text: str) -> bool:
+    """Tell a typed choice number: ASCII digits only, short enough for int().
+
+    str.isdigit() also accepts "⓵" or "፩", which int() refuses, and int() refuses 5,000 digits.
+    """
+    return text.isascii() and text.isdecimal() and len(text) <= 9
+
+
 def normalize(text: str) -> str:
     """Fold what a citizen types into a comparable form: width, case, spaces, end punctuation."""
     text = unicodedata.normalize("NFKC", text).strip().lower()

@@ -2,7 +2,8 @@
 
 # A delivery seen within this time is a retry. WeChat retries up to ~15 s apart, 3 times.
 DEDUP_PREFIX = "dedup:"
-DEDUP_TTL_S = 300
+# Longer than the accepted clock skew (protocol.MAX_CLOCK_SKEW_S): a replay finds its record.
+DEDUP_TTL_S = 1500
 
 # Replies are stored for retries in batches gathered over this long.
 REPLY_STORE_DELAY_S = 0.005

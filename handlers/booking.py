@@ -6,7 +6,7 @@ import logging
 from datetime import date
 from typing import Any
 
-from bot.dispatcher import Context, Reply, Router
+from bot.dispatcher import Context, Reply, Router, is_number
 from config.menu import words_of
 from models import booking as bookings
 from models import booking_flow
@@ -69,7 +69,7 @@ async def start_booking(ctx: Context) -> Reply:
 def _index(ctx: Context, count: int) -> int | None:
     """Return the 0-based choice a reply like "2" makes, or None."""
     words = ctx.words.removeprefix("第").removesuffix("个")
-    if words.isdigit() and 1 <= int(words) <= count:
+    if is_number(words) and 1 <= int(words) <= count:
         return int(words) - 1
     return None
 

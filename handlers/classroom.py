@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.dispatcher import Context, PassOn, Reply, Router
+from bot.dispatcher import Context, PassOn, Reply, Router, is_number
 from config.menu import words_of
 from handlers.complaint import is_service_word
 from models import classroom
@@ -59,7 +59,7 @@ async def list_activities(ctx: Context) -> Reply:
 @router.dialog(CHOOSE_STATE)
 async def open_activity(ctx: Context) -> Reply:
     """The citizen picked an activity: its details, and how to sign up or cancel."""
-    if not ctx.words.isdigit():
+    if not is_number(ctx.words):
         raise PassOn
     options = list(ctx.dialog.data.get("options", []))
     index = int(ctx.words)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.dispatcher import Context, Reply, Router, normalize
+from bot.dispatcher import Context, Reply, Router, is_number, normalize
 from bot.texts import echo
 from config.menu import entries, words_of
 from config.settings import CONFIG_DIR
@@ -22,6 +22,8 @@ from handlers.hall_info import (
     opening_status,
 )
 
+# A question is matched on its first characters only; no FAQ question is longer.
+MAX_QUESTION_CHARS = 200
 log = logging.getLogger(__name__)
 router = Router("consult")
 
@@ -191,6 +193,8 @@ class Faq:
 
     def lookup(self, text: str) -> Lookup:
         """Find the answer to typed words, or the closest questions when none is clear."""
+        # Matching is quadratic in the length: 46 KB of text once held the process for seconds.
+        text = text[:MAX_QUESTION_CHARS]
         squashed = squash(text)
         if not squashed:
             return Lookup(None, [])
@@ -322,7 +326,7 @@ async def ask_for_help(ctx: Context) -> Reply:
 async def answer_in_consult(ctx: Context) -> Reply:
     """Inside 在线咨询 anything typed is looked up; no answer offers a human agent."""
     words = ctx.words
-    if words.isdigit() and len(words) <= 2:
+    if is_number(words) and len(words) <= 2:
         return await _pick(ctx, int(words))
     if wants_agent(words):
         return await hand_over(ctx)

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from bot.dispatcher import Context, PassOn, Reply, Router, TapInstead, normalize
+from bot.dispatcher import Context, PassOn, Reply, Router, TapInstead, is_number, normalize
 from config.menu import entries, words_of
 from handlers.complaint import is_service_word
 from models import feedback
@@ -96,7 +96,7 @@ async def _service(ctx: Context, evaluation: Evaluation) -> dict[str, Any]:
 async def choose_subject(ctx: Context) -> Reply:
     """The citizen picked a number from the list: a service, a case to review, or the hall."""
     options = ctx.dialog.data.get("options", [])
-    if not ctx.words.isdigit():
+    if not is_number(ctx.words):
         raise PassOn
     index = int(ctx.words)
     if not 1 <= index <= len(options):
@@ -220,7 +220,7 @@ async def rate_latest(ctx: Context) -> Reply:
     recent = now - timedelta(hours=rules.reply_within_h)
     fresh = [e for e in pending if e.finished_at is not None and e.finished_at >= recent]
     if not fresh:
-        if ctx.words.isdigit():
+        if is_number(ctx.words):
             raise TapInstead(list(entries())[int(ctx.words) - 1])
         return ctx.reply("evaluation/nothing_to_rate.j2", has_older=bool(pending))
     level, comment = _rating(ctx)

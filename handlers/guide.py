@@ -8,7 +8,7 @@ from collections import Counter
 from functools import cache
 from typing import Any
 
-from bot.dispatcher import Context, Dispatcher, Reply, Route, Router, normalize
+from bot.dispatcher import Context, Dispatcher, Reply, Route, Router, is_number, normalize
 from bot.protocol import MAX_REPLY_TEXT_BYTES
 from bot.texts import echo
 from config.menu import entries, words_of
@@ -103,7 +103,7 @@ async def browse(ctx: Context) -> Reply:
     """In the guide: a number picks, 下一页 pages, 预约 / 取号 go on, anything else searches."""
     words = ctx.words
     number = words.removeprefix("第").removesuffix("个").removesuffix("项")
-    if number.isdigit():
+    if is_number(number):
         return await pick(ctx, int(number))
     if words in NEXT_WORDS or words in PREVIOUS_WORDS or words in LIST_WORDS:
         return await turn_page(ctx, words)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.dispatcher import Context, Reply, Router
+from bot.dispatcher import Context, Reply, Router, is_number
 from config.menu import words_of
 from handlers.guide import hand_on, onward_route
 from handlers.progress import LOOKUP, typed_number
@@ -61,7 +61,7 @@ async def choose_application(ctx: Context) -> Reply:
     """A number from the list of ready certificates, or an application number and phone digits."""
     words = ctx.words
     ids: list[int] = list(ctx.dialog.data.get("ids") or [])
-    if words.isdigit() and len(words) <= 2:
+    if is_number(words) and len(words) <= 2:
         if not 1 <= int(words) <= len(ids):
             return ctx.reply("postal/choose_again.j2", count=len(ids))
         application = await Application.get(id=ids[int(words) - 1])

@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from bot.dispatcher import Context, Reply, Router, normalize
+from bot.dispatcher import Context, Reply, Router, is_number, normalize
 from config.menu import words_of
 from handlers.guide import hand_on, onward_route
 from models import application as applications
@@ -47,7 +47,7 @@ async def answer_progress(ctx: Context) -> Reply:
     """In 办件进度: a number from the list, or an application number and phone digits."""
     words = ctx.words
     ids: list[int] = list(ctx.dialog.data.get("ids") or [])
-    if words.isdigit() and len(words) <= 2:
+    if is_number(words) and len(words) <= 2:
         if not 1 <= int(words) <= len(ids):
             return ctx.reply("progress/ask_again.j2", count=len(ids))
         application = await Application.get_or_none(id=ids[int(words) - 1], openid=ctx.openid)

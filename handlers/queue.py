@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bot.dispatcher import Context, PassOn, Reply, Router
+from bot.dispatcher import Context, PassOn, Reply, Router, is_number
 from config.menu import words_of
 from models import queue_flow
 from models.hall import Category, Hall
@@ -116,7 +116,7 @@ def _chosen(words: str, options: list[Place]) -> list[Place]:
     A category several halls serve picks the main hall's; a hall's name narrows to its
     categories. Words that are none of these are no answer: they leave the dialog (PassOn).
     """
-    if words.isdigit():
+    if is_number(words):
         index = int(words)
         return [options[index - 1]] if 1 <= index <= len(options) else []
     named = [p for p in options if p.category.name in words]

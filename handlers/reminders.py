@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.dispatcher import Context, PassOn, Reply, Router
+from bot.dispatcher import Context, PassOn, Reply, Router, is_number
 from config.menu import words_of
 from handlers.complaint import is_service_word
 from models import preferences
@@ -88,7 +88,7 @@ async def choose_setting(ctx: Context) -> Reply:
     if words in DONE_WORDS:
         await ctx.dialog.finish()
         return ctx.reply("reminders/done.j2")
-    if not words.isdigit():
+    if not is_number(words):
         raise PassOn
     return ctx.reply("reminders/choose_again.j2")
 
@@ -109,7 +109,7 @@ async def set_threshold_directly(ctx: Context) -> Reply:
 
 
 async def _set_threshold(ctx: Context, typed: str) -> Reply:
-    if not typed.isdigit():
+    if not is_number(typed):
         raise preferences.ThresholdOutOfRange(
             low=preferences.NEAR_AHEAD_MIN, high=preferences.NEAR_AHEAD_MAX
         )
@@ -129,7 +129,7 @@ async def toggle_notice(ctx: Context) -> Reply:
     words = ctx.words
     if words in DONE_WORDS:
         return await _show(ctx)
-    if not words.isdigit():
+    if not is_number(words):
         raise PassOn
     index = int(words)
     if not 1 <= index <= len(OPTIONAL_NOTICES):
