@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -103,6 +104,24 @@ async def app_client(settings: Settings, db: str) -> AsyncIterator[TestClient]:
     client = await start_client(create_app(settings, with_database=False))
     yield client
     await client.close()
+
+
+@contextlib.asynccontextmanager
+async def client_with_worker(settings: Settings) -> AsyncIterator[TestClient]:
+    """Run the webhook app with a job worker draining its queue, as notices need."""
+    from bot.worker import WorkerBeside
+
+    client = await start_client(create_app(settings, with_database=False))
+    # On the stand-in the app runs its own worker; on REDIS_URL it leaves that to workers.
+    beside = None if settings.uses_redis_standin else WorkerBeside(client.app[SERVICES])
+    if beside is not None:
+        beside.start()
+    try:
+        yield client
+    finally:
+        if beside is not None:
+            await beside.stop()
+        await client.close()
 
 
 async def start_client(app: web.Application) -> TestClient:

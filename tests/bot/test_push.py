@@ -14,15 +14,14 @@ from aiohttp.test_utils import TestClient
 from arq.connections import ArqRedis
 
 from bot import notices, push
-from bot.app import SERVICES, create_app
+from bot.app import SERVICES
 from bot.notices import NoticeBook, NoticeBookError, fit, load_notice_book, parse_notice_book
 from bot.services import Services
 from bot.standin import StandIn
 from bot.texts import Texts
-from bot.worker import WorkerBeside
 from models.citizen import Citizen
 from models.notice import FINAL_STATES, Notice, NoticeConsent
-from tests.conftest import make_settings, start_client
+from tests.conftest import client_with_worker, make_settings
 
 OPENID = "oPUSH00000000000000000000001"
 CALLED = {
@@ -62,17 +61,8 @@ def book(monkeypatch: pytest.MonkeyPatch) -> NoticeBook:
 async def client(standin: StandIn, db: str, book: NoticeBook) -> AsyncIterator[TestClient]:
     """The webhook app talking to the stand-in, with a job worker draining its queue."""
     settings = make_settings(database_url=db, api_base_url=standin.url)
-    client = await start_client(create_app(settings, with_database=False))
-    services = client.app[SERVICES]
-    await services.redis.flushdb()
-    # On REDIS_URL the app leaves sending to worker processes: run one here.
-    beside = None if settings.uses_redis_standin else WorkerBeside(services)
-    if beside is not None:
-        beside.start()
-    yield client
-    if beside is not None:
-        await beside.stop()
-    await client.close()
+    async with client_with_worker(settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -13,17 +13,16 @@ import time_machine
 from aiohttp.test_utils import TestClient
 
 from bot import notices
-from bot.app import SERVICES, create_app
+from bot.app import SERVICES
 from bot.services import Services
 from bot.standin import StandIn
-from bot.worker import WorkerBeside
 from models import queue, queue_flow
 from models.citizen import Citizen
 from models.hall import Category, Hall
 from models.notice import Notice
 from models.queue import Ticket
 from models.queue_rules import queue_rules
-from tests.conftest import make_settings, start_client
+from tests.conftest import client_with_worker, make_settings
 from tests.models.test_queue import MONDAY_10, local, opened, take
 
 RULES = queue_rules()
@@ -190,16 +189,8 @@ async def test_tickets_left_from_yesterday_expire_in_the_morning(
 async def live(standin: StandIn, db: str) -> AsyncIterator[TestClient]:
     """The app talking to the stand-in, a job worker draining its queue."""
     settings = make_settings(database_url=db, api_base_url=standin.url)
-    client = await start_client(create_app(settings, with_database=False))
-    services = client.app[SERVICES]
-    await services.redis.flushdb()
-    beside = None if settings.uses_redis_standin else WorkerBeside(services)
-    if beside is not None:
-        beside.start()
-    yield client
-    if beside is not None:
-        await beside.stop()
-    await client.close()
+    async with client_with_worker(settings) as client:
+        yield client
 
 
 async def wait_for(standin: StandIn, count: int, wait_s: float = 5.0) -> list[dict[str, Any]]:
