@@ -13,7 +13,7 @@ from bot.dispatcher import Context, Reply, Router
 from bot.protocol import MAX_REPLY_TEXT_BYTES
 from config.menu import words_of
 from handlers.hall_info import OpenStatus, opening_status, reply_within
-from models.hall import Hall
+from models.hall import Hall, cached_halls
 
 log = logging.getLogger(__name__)
 router = Router("branches")
@@ -86,7 +86,7 @@ async def _remember_position(ctx: Context, point: tuple[float, float]) -> None:
 
 
 async def _reply_nearest(ctx: Context, point: tuple[float, float]) -> Reply:
-    halls = await Hall.all()
+    halls = await cached_halls()
     nearest = nearest_halls(halls, *point)
     if not nearest:
         return ctx.reply("branches/ask_location.j2", has_no_positions=True)
@@ -103,7 +103,7 @@ async def list_branches(ctx: Context) -> Reply:
         if point is None:
             return ctx.reply("branches/ask_location.j2", has_no_positions=False)
         return await _reply_nearest(ctx, point)
-    halls = await Hall.exclude(kind="main")
+    halls = [hall for hall in await cached_halls() if hall.kind != "main"]
     views = [_view(ctx, hall) for hall in halls]
     return _fit(ctx, "branches/list.j2", views)
 

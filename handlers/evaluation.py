@@ -12,7 +12,7 @@ from config.menu import entries, words_of
 from handlers.complaint import is_service_word
 from models import feedback
 from models.feedback import Evaluation, FollowUp
-from models.hall import Hall
+from models.hall import cached_main_hall
 from models.queue import Window
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ async def _rate_hall(ctx: Context, level: int | None, comment: str) -> Reply:
     if level is None and len(comment) < 2:
         return ctx.reply("evaluation/ask_hall.j2", has_nothing_pending=False, days=0)
     await ctx.dialog.finish()
-    hall = await Hall.filter(kind="main").first()
+    hall = await cached_main_hall()
     evaluation = await feedback.rate_hall(ctx.services, ctx.openid, level, comment, hall)
     if level is None:
         return ctx.reply("evaluation/hall_comment.j2")

@@ -12,7 +12,7 @@ from bot.dispatcher import Context, Reply, Router, normalize
 from bot.errors import CitizenError
 from bot.protocol import MAX_REPLY_TEXT_BYTES
 from config.menu import entries, words_of
-from models.hall import Hall
+from models.hall import Hall, cached_main_hall
 
 router = Router("hall_info")
 
@@ -103,7 +103,7 @@ def opening_status(hall: Hall, local: datetime) -> OpenStatus:
 
 async def main_hall() -> Hall:
     """Return the main hall, or refuse politely when none is configured."""
-    hall = await Hall.filter(kind="main").first()
+    hall = await cached_main_hall()
     if hall is None:
         raise HallUnavailable("no main hall in the database")
     return hall

@@ -75,6 +75,9 @@ class SchemaNotReady(RuntimeError):
 
 
 async def init_db(database_url: str, *, check_schema: bool = False) -> None:
+    from models.hall import forget_halls
+
+    forget_halls()  # another database may hold other halls
     _ensure_sqlite_dir(database_url)
     await Tortoise.init(config=tortoise_config(database_url))
     if check_schema:
@@ -120,7 +123,7 @@ def load_seed(path: Path = SEED_FILE) -> dict[str, Any]:
 
 async def seed(path: Path = SEED_FILE) -> dict[str, int]:
     """Create or update the categories and halls in `path`; return how many of each."""
-    from models.hall import HALL_KINDS, Category, Hall
+    from models.hall import HALL_KINDS, Category, Hall, forget_halls
 
     data = load_seed(path)
     categories = {}
@@ -148,6 +151,7 @@ async def seed(path: Path = SEED_FILE) -> dict[str, int]:
     windows = await seed_windows()
     await seed_catalogue()
     await seed_activities()
+    forget_halls()
     log.info("seeded categories=%d halls=%d windows=%d", len(categories), halls, windows)
     return {"categories": len(categories), "halls": halls, "windows": windows}
 

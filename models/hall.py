@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import time as clock
 from datetime import datetime, time
 from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
+from tortoise.signals import post_delete, post_save
 
 HALL_KINDS = ("main", "branch", "self_service")
+# Halls are configuration: they change when `db seed` runs. Each process keeps them this long
+# instead of reading them on every tap, so a seed shows in every process within this time.
+HALLS_TTL_S = 10.0
 
 
 class Category(Model):
@@ -70,6 +75,51 @@ class Hall(Model):
         if self.latitude is None or self.longitude is None:
             return None
         return haversine_km(self.latitude, self.longitude, latitude, longitude)
+
+
+class _HallCache:
+    """The halls as last read, shared read-only by the handlers of one process."""
+
+    def __init__(self) -> None:
+        self.halls: list[Hall] | None = None
+        self.read_at = 0.0
+
+    async def all(self) -> list[Hall]:
+        if self.halls is None or clock.monotonic() - self.read_at > HALLS_TTL_S:
+            halls = await Hall.all()
+            self.halls, self.read_at = halls, clock.monotonic()
+            return halls
+        return self.halls
+
+
+_cache = _HallCache()
+
+
+async def cached_halls() -> list[Hall]:
+    """Return every hall in display order, from this process's copy when it is fresh.
+
+    The rows are shared: read them, never change and save them.
+    """
+    return await _cache.all()
+
+
+async def cached_main_hall() -> Hall | None:
+    return next((hall for hall in await _cache.all() if hall.kind == "main"), None)
+
+
+def forget_halls() -> None:
+    """Drop this process's copy: the next read goes to the database."""
+    _cache.halls = None
+
+
+@post_save(Hall)
+async def _hall_saved(*_: Any) -> None:
+    forget_halls()
+
+
+@post_delete(Hall)
+async def _hall_deleted(*_: Any) -> None:
+    forget_halls()
 
 
 def _clock(text: str) -> time:

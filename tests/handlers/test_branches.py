@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bot import keys
 from bot.platform_sim import Platform
 from bot.services import Services
-from models.hall import Hall
+from models.hall import Hall, forget_halls
 from tests.conftest import CASES_DIR, OPENID, WeChat
 from tests.handlers import assert_whole_reply
 
@@ -182,6 +182,7 @@ async def test_far_away_position_says_so(wechat: WeChat) -> None:
 
 async def test_halls_without_position_are_left_out_of_distances(wechat: WeChat) -> None:
     await Hall.exclude(kind="main").update(latitude=None, longitude=None)
+    forget_halls()  # a query-set update sends no signal
 
     reply = await wechat.send(Platform.location(OPENID, *NEAR_COMMUNITY))
 
@@ -191,6 +192,7 @@ async def test_halls_without_position_are_left_out_of_distances(wechat: WeChat) 
 
 async def test_no_hall_with_a_position_is_said_plainly(wechat: WeChat) -> None:
     await Hall.all().update(latitude=None, longitude=None)
+    forget_halls()  # a query-set update sends no signal
 
     reply = await wechat.send(Platform.location(OPENID, *NEAR_COMMUNITY))
 

@@ -12,7 +12,7 @@ import time_machine
 
 from bot.platform_sim import Platform
 from config.menu import words_of
-from models.hall import Hall
+from models.hall import Hall, forget_halls
 from tests.conftest import OPENID, WeChat
 from tests.handlers import assert_whole_reply
 
@@ -72,6 +72,7 @@ async def test_early_morning_utc_date_is_not_the_hall_date(wechat: WeChat) -> No
 
 async def test_closed_week_says_so_instead_of_a_next_opening(wechat: WeChat) -> None:
     await Hall.filter(kind="main").update(hours=[])
+    forget_halls()  # a query-set update sends no signal
 
     text = await wechat.tap("HALL_INFO")
 
@@ -134,6 +135,7 @@ async def test_long_unit_list_is_shortened_never_cut(wechat: WeChat) -> None:
 
 async def test_hall_without_details_still_answers(wechat: WeChat) -> None:
     await Hall.filter(kind="main").update(details={})
+    forget_halls()  # a query-set update sends no signal
 
     for words in ("中心概况", "进驻部门", "便民服务", "功能分区", "交通"):
         text = await wechat.say(words)
@@ -144,6 +146,7 @@ async def test_hall_without_details_still_answers(wechat: WeChat) -> None:
 async def test_old_transport_text_is_shown_whole(wechat: WeChat) -> None:
     """`transport` was once a single string; it must not be spelled out character by character."""
     await Hall.filter(kind="main").update(details={"transport": "公交：中心站下车"})
+    forget_halls()  # a query-set update sends no signal
 
     text = await wechat.say("交通")
 
@@ -152,6 +155,7 @@ async def test_old_transport_text_is_shown_whole(wechat: WeChat) -> None:
 
 async def test_missing_main_hall_is_a_polite_refusal(wechat: WeChat) -> None:
     await Hall.filter(kind="main").delete()
+    forget_halls()  # a query-set update sends no signal
 
     text = await wechat.tap("HALL_INFO")
 

@@ -1,0 +1,61 @@
+"""Each process keeps the halls for a few seconds; saving, deleting or seeding drops the copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models import hall as halls
+from models.db import SEED_FILE, seed
+from models.hall import Hall, cached_halls, cached_main_hall, forget_halls
+
+pytestmark = pytest.mark.usefixtures("db")
+
+
+async def test_a_second_read_within_the_ttl_does_not_query_again() -> None:
+    first = await cached_main_hall()
+    await Hall.filter(kind="main").update(name="改名后")  # no signal: the copy stays
+
+    assert first is not None
+    assert await cached_main_hall() is first
+    forget_halls()
+    assert (await cached_main_hall()).name == "改名后"  # type: ignore[union-attr]
+
+
+async def test_the_copy_expires_after_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    await cached_halls()
+    await Hall.filter(kind="main").update(name="过期后重读")
+    monkeypatch.setattr(halls, "HALLS_TTL_S", 0.0)
+
+    assert (await cached_main_hall()).name == "过期后重读"  # type: ignore[union-attr]
+
+
+async def test_saving_a_hall_refreshes_the_copy() -> None:
+    main = await Hall.get(kind="main")
+    await cached_halls()
+    main.name = "保存后"
+    await main.save()
+
+    assert (await cached_main_hall()).name == "保存后"  # type: ignore[union-attr]
+
+
+async def test_deleting_a_hall_refreshes_the_copy() -> None:
+    before = await cached_halls()
+    branch = next(hall for hall in before if hall.kind != "main")
+    await branch.delete()
+
+    assert branch.code not in {hall.code for hall in await cached_halls()}
+
+
+async def test_seeding_refreshes_the_copy(tmp_path: Path) -> None:
+    await cached_halls()
+    changed = tmp_path / "halls.toml"
+    text = SEED_FILE.read_text(encoding="utf-8")
+    main = await Hall.get(kind="main")
+    changed.write_text(text.replace(f'name = "{main.name}"', 'name = "重新导入"', 1), "utf-8")
+    assert "重新导入" in changed.read_text(encoding="utf-8")
+
+    await seed(changed)
+
+    assert (await cached_main_hall()).name == "重新导入"  # type: ignore[union-attr]
