@@ -47,6 +47,15 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def use_fast_loop() -> None:
+    """Run asyncio on uvloop where it is installed: the same API, about twice as fast."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform: the standard loop serves as well
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     config = args.config or (DEV_CONFIG if getattr(args, "dev", False) else None)
     needs_wechat = not (args.run in (_db,) or (args.run is _menu and args.action != "sync"))
@@ -134,6 +143,7 @@ def _run_server(settings: Settings, host: str, port: int, dev: bool, reuse_port:
     from bot.app import AccessLogger, create_app
     from models.db import SchemaNotReady
 
+    use_fast_loop()
     app = create_app(settings)
     if dev:
         from bot import standin
