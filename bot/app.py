@@ -43,7 +43,6 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CRYPTO = web.AppKey("crypto", MessageCrypto)
 LATE_REPLIES = web.AppKey("late_replies", set)
 BATCH = web.AppKey("batch", RedisBatch)
-REPLY_STORE = web.AppKey("reply_store", RedisBatch)
 
 WEBHOOK_PATH = "/wechat"
 PENDING = "\x00pending"
@@ -115,19 +114,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     jobs = connect_jobs(settings, redis)
     services = Services(settings=settings, redis=redis, texts=Texts(), api=api, jobs=jobs)
     app[SERVICES] = services
+    # Claims, dialog writes and stored replies of concurrent requests share round trips.
     app[BATCH] = RedisBatch(redis)
-    # Stored replies are read only by retries, seconds later: a few ms of waiting lets many
-    # replies share one pipeline. A retry that comes first finds the delivery pending and waits.
-    app[REPLY_STORE] = RedisBatch(redis, delay_s=keys.REPLY_STORE_DELAY_S)
     # On the Redis stand-in no other process sees the job queue: this one drains it.
     beside = WorkerBeside(services) if settings.uses_redis_standin else None
     if beside is not None:
         beside.start()
     yield
-    await app[REPLY_STORE].drain()
     pending = app[LATE_REPLIES]
     if pending:
         await asyncio.wait(pending, timeout=settings.reply_budget_s + 5)
+    await app[BATCH].drain()
     if beside is not None:
         await beside.stop()
     await jobs.aclose()
@@ -157,8 +154,7 @@ async def receive(request: web.Request) -> web.Response:
     app = request.app
     settings, crypto = app[SETTINGS], app[CRYPTO]
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
-            body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes)
         envelope = open_envelope(body, request.query, crypto, settings.message_mode)
         incoming = read_incoming(envelope)
     except RefusedRequest as exc:
@@ -184,7 +180,8 @@ async def receive(request: web.Request) -> web.Response:
         )
         ctx = Context(incoming, services, dialog, language=language or "zh")
         xml = await _answer(app, ctx)
-        stored = app[REPLY_STORE].execute(
+        # Not awaited: a retry that comes before the reply is stored finds it pending, waits.
+        stored = app[BATCH].execute(
             ("SET", keys.dedup_key(incoming.delivery_id), xml, "EX", keys.DEDUP_TTL_S)
         )
         stored.add_done_callback(_log_store_failure)
@@ -205,6 +202,13 @@ async def receive(request: web.Request) -> web.Response:
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise RefusedRequest(413, "body is larger than the limit")
+    if request.content.is_eof():  # it all came with the headers: nothing to wait for
+        return await _read_arrived(request, limit)
+    async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+        return await _read_arrived(request, limit)
+
+
+async def _read_arrived(request: web.Request, limit: int) -> bytes:
     # read() returns what has arrived so far: over a network, maybe a part of the body.
     body = b""
     while chunk := await request.content.read(limit + 1 - len(body)):

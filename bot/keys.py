@@ -5,9 +5,6 @@ DEDUP_PREFIX = "dedup:"
 # Longer than the accepted clock skew (protocol.MAX_CLOCK_SKEW_S): a replay finds its record.
 DEDUP_TTL_S = 1500
 
-# Replies are stored for retries in batches gathered over this long.
-REPLY_STORE_DELAY_S = 0.005
-
 # While the first delivery still runs, a retry polls for its reply this often.
 DEDUP_POLL_S = 0.02
 

@@ -64,3 +64,38 @@ async def test_delayed_batch_is_sent_on_drain(redis: aioredis.Redis) -> None:
     await batch.drain()
     assert future.result() == [True]
     assert await redis.get("late") == "1"
+
+
+async def test_commands_queued_during_a_round_trip_share_the_next(redis: aioredis.Redis) -> None:
+    batch = RedisBatch(redis)
+    first = batch.execute(("SET", "a", "1"))
+    await asyncio.sleep(0)  # the first pipeline is on its way
+    later = [batch.execute(("INCR", "n")) for _ in range(5)]
+
+    assert await first == [True]
+    assert [await f for f in later] == [[1], [2], [3], [4], [5]]
+    assert CountingRedis.pipelines == 2
+
+
+async def test_a_failed_round_trip_does_not_stop_the_next(redis: aioredis.Redis) -> None:
+    batch = RedisBatch(redis)
+    calls = 0
+    real = redis.pipeline
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        pipe = real(*args, **kwargs)
+        if calls == 1:
+            pipe.execute = _raise_connection_error  # type: ignore[method-assign]
+        return pipe
+
+    redis.pipeline = flaky  # type: ignore[method-assign]
+    lost = batch.execute(("SET", "a", "1"))
+    with pytest.raises(aioredis.ConnectionError):
+        await lost
+    assert await batch.execute(("SET", "b", "2")) == [True]
+
+
+async def _raise_connection_error(*_: Any, **__: Any) -> Any:
+    raise aioredis.ConnectionError("lost")
