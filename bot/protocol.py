@@ -41,13 +41,23 @@ def signature_matches(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
+class _PrpCrypto(PrpCrypto):
+    """wechatpy's AES envelope, with its 16-byte random prefix drawn from `secrets`.
+
+    wechatpy draws it with random.sample, which is neither unpredictable nor cheap.
+    """
+
+    def get_random_string(self) -> str:
+        return secrets.token_hex(8)
+
+
 class MessageCrypto:
     """AES envelopes with the current EncodingAESKey and, during a rotation, the previous one."""
 
     def __init__(self, token: str, app_id: str, aes_key: str, previous_key: str = "") -> None:
         self.token = token
         self.app_id = app_id
-        self._keys = [PrpCrypto(_key_bytes(k)) for k in (aes_key, previous_key) if k]
+        self._keys = [_PrpCrypto(_key_bytes(k)) for k in (aes_key, previous_key) if k]
 
     @property
     def has_key(self) -> bool:

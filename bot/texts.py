@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,10 @@ import jinja2
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 LANGUAGES = ("zh", "en")
 DEFAULT_LANGUAGE = "zh"
+# Values a rendering can be remembered by: immutable, equal exactly when they show the same.
+_PLAIN = (str, int, float, bool, type(None), date, datetime, time)
+# Remembered renderings (help texts, prompts): dropped all at once past this many.
+MEMO_SIZE = 1024
 
 
 class Texts:
@@ -28,6 +33,7 @@ class Texts:
         self.env.filters["mask_phone"] = mask_phone
         self.env.filters["echo"] = echo
         self._cache: dict[tuple[str, str], jinja2.Template] = {}
+        self._memo: dict[tuple[Any, ...], str] = {}
 
     def template(self, name: str, language: str = DEFAULT_LANGUAGE) -> jinja2.Template:
         key = (name, language)
@@ -41,8 +47,46 @@ class Texts:
         return found
 
     def render(self, name: str, language: str = DEFAULT_LANGUAGE, /, **context: Any) -> str:
-        """Render `name` for the citizen's language, falling back to Chinese."""
-        return self.template(name, language).render(**context).strip()
+        """Render `name` for the citizen's language, falling back to Chinese.
+
+        A template is a function of its context alone: when every value is plain (strings,
+        numbers, dates and tuples of them) the text is remembered, so the help text most
+        messages get is rendered once, not per message.
+        """
+        key = _memo_key(name, language, context)
+        if key is not None:
+            found = self._memo.get(key)
+            if found is not None:
+                return found
+        text = self.template(name, language).render(**context).strip()
+        if key is not None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = text
+        return text
+
+
+def _memo_key(name: str, language: str, context: dict[str, Any]) -> tuple[Any, ...] | None:
+    try:
+        return (name, language, *sorted((k, _typed(v)) for k, v in context.items()))
+    except _NotPlain:
+        return None
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _typed(value: Any) -> Any:
+    # Equal keys must mean equal text: 1, 1.0 and True are equal in Python but show apart, and
+    # so are equal instants in two time zones.
+    if isinstance(value, tuple):
+        return (tuple, tuple(_typed(item) for item in value))
+    if isinstance(value, datetime | time):
+        return (type(value), value, value.tzinfo)
+    if isinstance(value, _PLAIN):
+        return (type(value), value)
+    raise _NotPlain
 
 
 ECHO_CHARS = 20

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 router = Router("welcome")
 
 
-def _menu_names() -> list[str]:
-    return [e.name for e in entries().values()]
+def _menu_names() -> tuple[str, ...]:
+    return tuple(e.name for e in entries().values())
 
 
 @router.event("subscribe", "subscribe_scan")

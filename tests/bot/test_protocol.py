@@ -77,3 +77,21 @@ def test_two_taps_in_one_second_are_two_deliveries() -> None:
     first, second = (Platform.click("oX", "HALL_INFO") for _ in range(2))
     ids = {read_incoming(Envelope(x, parse_xml(x))).delivery_id for x in (first, second)}
     assert len(ids) == 2
+
+
+def test_each_sealed_reply_starts_with_a_fresh_unpredictable_prefix() -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from bot.protocol import parse_xml
+
+    crypto = MessageCrypto("tok", "wxapp", AES_KEY)
+    key = base64.b64decode(AES_KEY + "=")
+    prefixes = set()
+    for _ in range(50):
+        sealed = crypto.encrypt("<xml><A>1</A></xml>", 0, "nonce1", "1700000000")
+        data = base64.b64decode(str(parse_xml(sealed)["Encrypt"]))
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+        prefix = (decryptor.update(data) + decryptor.finalize())[:16]
+        assert int(prefix, 16) >= 0  # 16 hex digits: printable, as wechatpy's own prefix is
+        prefixes.add(prefix)
+    assert len(prefixes) == 50

@@ -54,3 +54,48 @@ def test_typed_link_shown_back_cannot_pass_for_the_account_s_own() -> None:
         "welcome/help.j2", "zh", services=["中心概况"], words='<a href="x">点我</a>'
     )
     assert "<a" not in text and "＜a" in text
+
+
+@pytest.fixture
+def shown(tmp_path: Path) -> Texts:
+    (tmp_path / "zh").mkdir()
+    (tmp_path / "zh" / "show.j2").write_text("{{ value }}", encoding="utf-8")
+    return Texts(tmp_path)
+
+
+def test_plain_context_is_rendered_once_and_remembered(shown: Texts) -> None:
+    first = shown.render("show.j2", "zh", value="帮助")
+    (Path(shown.env.loader.searchpath[0]) / "zh" / "show.j2").write_text("changed")  # type: ignore[union-attr]
+    shown._cache.clear()
+    shown.env.cache.clear()  # type: ignore[union-attr]  # a new render reads the changed file
+
+    assert shown.render("show.j2", "zh", value="帮助") == first == "帮助"
+    assert shown.render("show.j2", "zh", value="其他") == "changed"
+
+
+def test_values_equal_in_python_but_shown_apart_are_not_confused(shown: Texts) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    assert [shown.render("show.j2", "zh", value=v) for v in (1, True, 1.0)] == ["1", "True", "1.0"]
+    instant = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    beijing = instant.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert instant == beijing
+    assert shown.render("show.j2", "zh", value=instant) != shown.render(
+        "show.j2", "zh", value=beijing
+    )
+
+
+def test_mutable_values_are_rendered_every_time(shown: Texts) -> None:
+    items = ["一"]
+    assert shown.render("show.j2", "zh", value=items) == "['一']"
+    items.append("二")
+    assert shown.render("show.j2", "zh", value=items) == "['一', '二']"
+
+
+def test_the_memo_stays_bounded(shown: Texts) -> None:
+    from bot.texts import MEMO_SIZE
+
+    for i in range(MEMO_SIZE * 2 + 5):
+        assert shown.render("show.j2", "zh", value=f"词{i}") == f"词{i}"
+    assert len(shown._memo) <= MEMO_SIZE
