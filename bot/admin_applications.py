@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import staff_api
+from bot import staff_api, staff_input
 from bot.app import SERVICES
+from bot.errors import BadInput
 from bot.services import Services
 from models import application as applications
 from models.application import Application, MailRequest
@@ -27,8 +28,8 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 # Rows one call may carry: an approval system sends changes as they happen, in small batches.
 MAX_ROWS = 1000
 MAX_LIST = 200
-CARRIER_MAX_CHARS = 32
-TRACKING_NO_MAX_CHARS = 40
+CARRIER_MAX_CHARS = staff_input.column_chars(MailRequest, "carrier")
+TRACKING_NO_MAX_CHARS = staff_input.column_chars(MailRequest, "tracking_no")
 
 
 def setup(staff: web.Application) -> None:
@@ -38,7 +39,7 @@ def setup(staff: web.Application) -> None:
         ("POST", "/admin/applications/{no}/status", post_status, True),
         ("GET", "/applications/{no}", show_application, False),
         ("GET", "/mail-requests", list_mail_requests, False),
-        ("POST", r"/mail-requests/{request_id:\d+}/tracking", post_tracking, False),
+        ("POST", "/mail-requests/{request_id}/tracking", post_tracking, False),
     ]
     for method, path, handler, is_admin in routes:
         staff.router.add_route(method, path, _guarded(handler, is_admin=is_admin))
@@ -58,6 +59,8 @@ def _guarded(handler: Handler, *, is_admin: bool) -> Handler:
             return _error(403, "admins_only")
         try:
             return await handler(request)
+        except BadInput:
+            raise  # answered by the staff API's error middleware, field by field
         except ValueError as exc:
             return _error(400, "bad_request", detail=str(exc))
 
@@ -114,7 +117,10 @@ async def show_application(request: web.Request) -> web.Response:
 
 
 async def _application(request: web.Request) -> Application:
-    number = applications.normalize_no(request.match_info["no"])
+    max_chars = staff_input.column_chars(Application, "application_no")
+    number = staff_input.path_code(
+        request, "no", "application", max_chars=max_chars, clean=applications.normalize_no
+    )
     application = await Application.get_or_none(application_no=number)
     if application is None:
         raise web.HTTPNotFound(
@@ -139,20 +145,19 @@ async def list_mail_requests(request: web.Request) -> web.Response:
 
 async def post_tracking(request: web.Request) -> web.Response:
     """Enter the carrier and tracking number of a posted certificate; the citizen is told."""
-    mail = await MailRequest.get_or_none(id=int(request.match_info["request_id"]))
+    request_id = staff_input.path_id(request, "request_id", "mail_request")
+    mail = await MailRequest.get_or_none(id=request_id)
     if mail is None:
         return _error(404, "mail_request_not_found")
     body = await _body(request)
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object")
-    carrier = str(body.get("carrier") or "").strip()
-    tracking_no = str(body.get("tracking_no") or "").strip()
-    if not carrier or len(carrier) > CARRIER_MAX_CHARS:
-        raise ValueError(f"carrier is needed, at most {CARRIER_MAX_CHARS} characters")
-    if not tracking_no.isalnum() or len(tracking_no) > TRACKING_NO_MAX_CHARS:
-        raise ValueError(
-            f"tracking_no must be letters and digits, at most {TRACKING_NO_MAX_CHARS}"
-        )
+    carrier = staff_input.text(body, "carrier", max_chars=CARRIER_MAX_CHARS, required=True)
+    tracking_no = staff_input.text(
+        body, "tracking_no", max_chars=TRACKING_NO_MAX_CHARS, required=True
+    )
+    if not (tracking_no.isascii() and tracking_no.isalnum()):
+        raise ValueError("tracking_no must be letters and digits")
     if mail.status == "withdrawn":
         return _error(409, "mail_request_withdrawn")
     services = _services(request)

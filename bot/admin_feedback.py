@@ -12,18 +12,25 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import staff_api
+from bot import staff_api, staff_input
 from bot.app import SERVICES
-from bot.errors import CitizenError
+from bot.errors import BadInput, CitizenError
 from bot.services import Services
 from models import classroom, feedback
 from models.classroom import Activity
-from models.feedback import Complaint, Evaluation, FollowUp
+from models.feedback import LEVELS, Complaint, Evaluation, FollowUp
 
 log = logging.getLogger(__name__)
 
 ADMIN = "/admin"
 MAX_LIST = 200
+# What the models keep of a visit note and an answer (models.feedback clips to these).
+NOTE_MAX_CHARS = 1000
+ANSWER_MAX_CHARS = 2000
+CAPACITY_MAX = 10000
+_CODE_CHARS = staff_input.column_chars(Activity, "code")
+_TITLE_CHARS = staff_input.column_chars(Activity, "title")
+_PLACE_CHARS = staff_input.column_chars(Activity, "place")
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
@@ -31,16 +38,16 @@ def setup(staff: web.Application) -> None:
     """Add the administrators' routes to the staff API (behind its bearer-token check)."""
     routes = [
         ("GET", "/follow-ups", list_follow_ups),
-        ("POST", r"/follow-ups/{case_id:\d+}/visit", visit_follow_up),
-        ("POST", r"/follow-ups/{case_id:\d+}/answer", answer_follow_up),
+        ("POST", "/follow-ups/{case_id}/visit", visit_follow_up),
+        ("POST", "/follow-ups/{case_id}/answer", answer_follow_up),
         ("GET", "/complaints", list_complaints),
-        ("POST", r"/complaints/{case_id:\d+}/answer", answer_complaint),
+        ("POST", "/complaints/{case_id}/answer", answer_complaint),
         ("GET", "/evaluations", list_evaluations),
         ("GET", "/evaluations/stats", evaluation_stats),
         ("GET", "/activities", list_activities),
         ("POST", "/activities", create_activity),
-        ("PATCH", r"/activities/{activity_id:\d+}", change_activity),
-        ("POST", r"/activities/{activity_id:\d+}/cancel", cancel_activity),
+        ("PATCH", "/activities/{activity_id}", change_activity),
+        ("POST", "/activities/{activity_id}/cancel", cancel_activity),
     ]
     for method, path, handler in routes:
         staff.router.add_route(method, ADMIN + path, _admin_only(handler))
@@ -61,6 +68,8 @@ def _admin_only(handler: Handler) -> Handler:
             return _json_error(403, "admins_only")
         try:
             return await handler(request)
+        except BadInput:
+            raise  # answered by the staff API's error middleware, field by field
         except (feedback.FeedbackError, classroom.ClassroomError) as exc:
             log.warning("admin action refused path=%s reason=%s", request.path, exc.code)
             return _json_error(exc.status, exc.code, **_plain(exc))
@@ -99,10 +108,7 @@ def _iso(value: datetime | None, request: web.Request) -> str | None:
 
 
 def _limit(request: web.Request) -> int:
-    try:
-        return max(1, min(int(request.query.get("limit", "50")), MAX_LIST))
-    except ValueError:
-        raise ValueError("limit must be a number") from None
+    return min(staff_input.query_number(request, "limit", 50), MAX_LIST)
 
 
 # Follow-up cases of bad reviews.
@@ -167,8 +173,8 @@ async def list_follow_ups(request: web.Request) -> web.Response:
 
 async def visit_follow_up(request: web.Request) -> web.Response:
     """Record the return visit to the citizen: {"note": "..."}."""
-    note = str((await _body(request)).get("note", "")).strip()
-    case_id = int(request.match_info["case_id"])
+    note = staff_input.text(await _body(request), "note", max_chars=NOTE_MAX_CHARS)
+    case_id = staff_input.path_id(request, "case_id", "case")
     follow_up = await feedback.record_visit(case_id, note, _services(request).now())
     log.info("follow-up visited case=%s", follow_up.case_no)
     return web.json_response(await _follow_up_json(follow_up, request))
@@ -176,10 +182,10 @@ async def visit_follow_up(request: web.Request) -> web.Response:
 
 async def answer_follow_up(request: web.Request) -> web.Response:
     """Answer a follow-up case with the fix: {"answer": "..."}; the citizen is told."""
-    answer = str((await _body(request)).get("answer", "")).strip()
-    if not answer:
-        raise ValueError("answer is required")
-    case_id = int(request.match_info["case_id"])
+    answer = staff_input.text(
+        await _body(request), "answer", max_chars=ANSWER_MAX_CHARS, required=True
+    )
+    case_id = staff_input.path_id(request, "case_id", "case")
     follow_up = await feedback.answer_follow_up(_services(request), case_id, answer, _by(request))
     return web.json_response(await _follow_up_json(follow_up, request))
 
@@ -218,10 +224,10 @@ async def list_complaints(request: web.Request) -> web.Response:
 
 async def answer_complaint(request: web.Request) -> web.Response:
     """Answer a complaint: {"answer": "..."}; the citizen is told."""
-    answer = str((await _body(request)).get("answer", "")).strip()
-    if not answer:
-        raise ValueError("answer is required")
-    case_id = int(request.match_info["case_id"])
+    answer = staff_input.text(
+        await _body(request), "answer", max_chars=ANSWER_MAX_CHARS, required=True
+    )
+    case_id = staff_input.path_id(request, "case_id", "case")
     complaint = await feedback.answer_complaint(_services(request), case_id, answer, _by(request))
     return web.json_response(_complaint_json(complaint, request))
 
@@ -230,7 +236,12 @@ async def answer_complaint(request: web.Request) -> web.Response:
 
 
 def _month(request: web.Request) -> str:
-    return request.query.get("month") or _services(request).local_now().strftime("%Y-%m")
+    month = request.query.get("month")
+    return (
+        staff_input.month(month, "month")
+        if month
+        else _services(request).local_now().strftime("%Y-%m")
+    )
 
 
 async def list_evaluations(request: web.Request) -> web.Response:
@@ -245,7 +256,8 @@ async def list_evaluations(request: web.Request) -> web.Response:
             raise ValueError(f"subject is one of {', '.join(feedback.SUBJECTS)}")
         query = query.filter(subject=subject)
     if "level" in request.query:
-        query = query.filter(level=int(request.query["level"]))
+        level = staff_input.query_number(request, "level", 0, low=min(LEVELS), high=max(LEVELS))
+        query = query.filter(level=level)
     found = await query.order_by("-rated_at", "-id").limit(_limit(request))
     return web.json_response({"evaluations": [await _evaluation_json(e, request) for e in found]})
 
@@ -297,16 +309,6 @@ async def list_activities(request: web.Request) -> web.Response:
     return web.json_response({"activities": [_activity_json(a, request) for a in activities]})
 
 
-def _when(value: Any, name: str, request: web.Request) -> datetime:
-    try:
-        at = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO date and time") from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=_services(request).settings.tz)
-    return at
-
-
 def _activity_values(
     body: dict[str, Any], request: web.Request, *, is_new: bool
 ) -> dict[str, Any]:
@@ -319,24 +321,18 @@ def _activity_values(
         if missing:
             raise ValueError(f"{', '.join(missing)} required")
     values: dict[str, Any] = {}
-    for name, limit in (("title", 100), ("place", 100), ("description", 2000)):
+    for name, limit in (("title", _TITLE_CHARS), ("place", _PLACE_CHARS), ("description", 2000)):
         if name in body:
-            text = str(body[name]).strip()
-            if (not text and name != "description") or len(text) > limit:
-                raise ValueError(f"{name} must be 1-{limit} characters")
-            values[name] = text
+            is_required = name != "description"
+            values[name] = staff_input.text(body, name, max_chars=limit, required=is_required)
+    tz = _services(request).settings.tz
     for name in ("starts_at", "ends_at"):
         if name in body:
-            values[name] = _when(body[name], name, request) if body[name] else None
+            values[name] = staff_input.moment(body[name], name, tz) if body[name] else None
     if "capacity" in body:
-        capacity = body["capacity"]
-        if (
-            not isinstance(capacity, int)
-            or isinstance(capacity, bool)
-            or not 1 <= capacity <= 10000
-        ):
-            raise ValueError("capacity must be a whole number from 1 to 10000")
-        values["capacity"] = capacity
+        values["capacity"] = staff_input.whole_number(
+            body["capacity"], "capacity", low=1, high=CAPACITY_MAX
+        )
     if values.get("starts_at") is None and "starts_at" in values:
         raise ValueError("starts_at is required")
     return values
@@ -351,7 +347,7 @@ async def create_activity(request: web.Request) -> web.Response:
         raise ValueError("ends_at must be after starts_at")
     if values["starts_at"] <= _services(request).now():
         raise ValueError("starts_at must be in the future")
-    code = str(body.get("code") or f"api-{secrets.token_hex(6)}")
+    code = staff_input.text(body, "code", max_chars=_CODE_CHARS) or f"api-{secrets.token_hex(6)}"
     if await Activity.filter(code=code).exists():
         return _json_error(409, "code_taken", code=code)
     activity = await classroom.create_activity({**values, "code": code})
@@ -360,7 +356,8 @@ async def create_activity(request: web.Request) -> web.Response:
 
 
 async def _activity(request: web.Request) -> Activity:
-    activity = await Activity.get_or_none(id=int(request.match_info["activity_id"]))
+    activity_id = staff_input.path_id(request, "activity_id", "activity")
+    activity = await Activity.get_or_none(id=activity_id)
     if activity is None:
         raise classroom.ActivityNotFound()
     return activity

@@ -18,6 +18,19 @@ class RefusedRequest(BotError):
         self.reason = reason
 
 
+class BadInput(BotError, ValueError):
+    """A value staff sent that cannot be taken as it is: a 4xx JSON answer, nothing changed.
+
+    A ValueError too, so that the rows of an import report it as they report any bad row.
+    """
+
+    def __init__(self, error: str, detail: str = "", *, status: int = 400) -> None:
+        super().__init__(detail or error)
+        self.error = error
+        self.detail = detail
+        self.status = status
+
+
 class CitizenError(BotError):
     """A rule the citizen ran into; `template` and `context` render the polite answer."""
 

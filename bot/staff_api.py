@@ -5,13 +5,15 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from bot import staff_input
 from bot.app import SERVICES, SETTINGS
+from bot.errors import BadInput
 from bot.services import Services
 from models import feedback, queue, queue_flow
 from models.hall import Category, Hall
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/staff"
 TOKENS = web.AppKey("staff_tokens", list)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_CODE_CHARS = staff_input.column_chars(Window, "code")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +77,10 @@ def setup(app: web.Application) -> None:
     staff.router.add_post("/windows/{code}/close", close_window)
     staff.router.add_post("/windows/{code}/call-next", call_next)
     for action in ("recall", "missed", "start", "finish", "transfer"):
-        staff.router.add_post(f"/windows/{{code}}/tickets/{{ticket_id:\\d+}}/{action}", act)
+        staff.router.add_post(f"/windows/{{code}}/tickets/{{ticket_id}}/{action}", act)
     staff.router.add_post("/halls/{hall}/tickets", issue_onsite)
     staff.router.add_get("/halls/{hall}/queues/{category}", list_queue)
-    staff.router.add_get("/tickets/{ticket_id:\\d+}", show_ticket)
+    staff.router.add_get("/tickets/{ticket_id}", show_ticket)
     from bot import staff_bookings  # imports this module: not at the top
 
     staff_bookings.setup(staff)
@@ -101,7 +104,8 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
             content_type="application/json",
             headers={"WWW-Authenticate": 'Bearer realm="staff"'},
         )
-    is_window = await Window.filter(code=name).exists()
+    # A staff member's name may be longer than a window code, and so is no window.
+    is_window = len(name) <= _CODE_CHARS and await Window.filter(code=name).exists()
     request[PRINCIPAL] = Principal(name, name if is_window else None)
     return await handler(request)
 
@@ -110,10 +114,18 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except BadInput as exc:
+        log.warning("staff input refused path=%.80s reason=%s", request.path, exc.error)
+        return staff_input.refusal(exc)
     except QueueError as exc:
         log.warning("staff action refused path=%s reason=%s", request.path, exc.code)
         body = {"error": exc.code, **_plain(exc.context)}
         return web.json_response(body, status=exc.status)
+    except web.HTTPClientError as exc:
+        if exc.content_type == "application/json":
+            raise
+        # The router's 404 and 405 and the body-size 413 speak plain text: answer in JSON too.
+        return staff_input.plain_refusal(exc)
 
 
 def _plain(context: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +167,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 async def _window(request: web.Request, *, opening: bool = False) -> Window:
     """Return the window in the path, if the caller may act there."""
-    window = await Window.get_or_none(code=request.match_info["code"])
+    code = staff_input.path_code(request, "code", "window", max_chars=_CODE_CHARS)
+    window = await Window.get_or_none(code=code)
     if window is None:
         raise _fail(404, "window_not_found")
     principal = _principal(request)
@@ -167,15 +180,20 @@ async def _window(request: web.Request, *, opening: bool = False) -> Window:
     return window
 
 
-async def _category(code: Any) -> Category:
-    category = await Category.get_or_none(code=str(code or ""))
+async def _category(source: Mapping[str, Any]) -> Category:
+    """Return the category whose code `source` (a body, the query or the path) has."""
+    max_chars = staff_input.column_chars(Category, "code")
+    code = staff_input.text(source, "category", max_chars=max_chars, required=True)
+    category = await Category.get_or_none(code=code)
     if category is None:
-        raise _fail(400, "category_not_found", category=str(code or ""))
+        raise _fail(400, "category_not_found", category=code)
     return category
 
 
 async def _hall(request: web.Request) -> Hall:
-    hall = await Hall.get_or_none(code=request.match_info["hall"])
+    max_chars = staff_input.column_chars(Hall, "code")
+    code = staff_input.path_code(request, "hall", "hall", max_chars=max_chars)
+    hall = await Hall.get_or_none(code=code)
     if hall is None:
         raise _fail(404, "hall_not_found")
     principal = _principal(request)
@@ -220,7 +238,7 @@ async def act(request: web.Request) -> web.Response:
     """Recall, mark missed, start, finish or transfer a ticket held by this window."""
     window = await _window(request)
     actor = _principal(request).actor
-    ticket_id = int(request.match_info["ticket_id"])
+    ticket_id = staff_input.path_id(request, "ticket_id", "ticket")
     action = request.path.rsplit("/", 1)[-1]
     services = _services(request)
     at = services.local_now()
@@ -235,7 +253,7 @@ async def act(request: web.Request) -> web.Response:
         ticket = await queue.finish(window, ticket_id, at, actor)
         await feedback.invite(services, ticket)
     else:
-        category = await _category((await _body(request)).get("category"))
+        category = await _category(await _body(request))
         ticket = await queue_flow.transfer(services, window, ticket_id, category, actor)
     log.info("staff action action=%s window=%s ticket=%d", action, window.code, ticket.id)
     return web.json_response(await ticket_json(ticket))
@@ -244,7 +262,7 @@ async def act(request: web.Request) -> web.Response:
 async def issue_onsite(request: web.Request) -> web.Response:
     """Issue an on-site ticket (the hall's ticket machine), outside the remote quota."""
     hall = await _hall(request)
-    category = await _category((await _body(request)).get("category"))
+    category = await _category(await _body(request))
     actor = _principal(request).actor
     ticket = await queue_flow.issue_onsite(_services(request), hall, category, actor)
     ahead = len(await waiting_tickets(hall.id, category.id, ticket.local_day)) - 1
@@ -254,7 +272,7 @@ async def issue_onsite(request: web.Request) -> web.Response:
 async def list_queue(request: web.Request) -> web.Response:
     """List a category's queue at a hall: who is at a window, then who waits, in call order."""
     hall = await _hall(request)
-    category = await _category(request.match_info["category"])
+    category = await _category(request.match_info)
     day = _services(request).today()
     at_windows = await Ticket.filter(
         hall_id=hall.id, category_id=category.id, status__in=("called", "serving"), local_day=day
@@ -272,7 +290,7 @@ async def list_queue(request: web.Request) -> web.Response:
 
 async def show_ticket(request: web.Request) -> web.Response:
     """Show a ticket and every change it went through."""
-    ticket = await Ticket.get_or_none(id=int(request.match_info["ticket_id"]))
+    ticket = await Ticket.get_or_none(id=staff_input.path_id(request, "ticket_id", "ticket"))
     if ticket is None:
         raise _fail(404, "ticket_not_found")
     await _hall_of(request, ticket)

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import staff_input
 from bot.staff_api import _body, _category, _fail, _hall, _principal, _services
 from bot.texts import mask_name, mask_phone
 from models import booking as bookings
@@ -22,6 +23,10 @@ from models.queue import Ticket
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Bookings one no-show call may name: a day's list at one hall is far shorter.
+MAX_IDS = 500
+_HALL_CHARS = staff_input.column_chars(Hall, "code")
+_REASON_CHARS = staff_input.column_chars(Closure, "reason")
 
 
 def setup(staff: web.Application) -> None:
@@ -30,7 +35,7 @@ def setup(staff: web.Application) -> None:
     staff.router.add_post("/halls/{hall}/bookings/no-shows", _refusals(mark_no_shows))
     staff.router.add_get("/closures", _refusals(list_closures))
     staff.router.add_post("/closures", _refusals(add_closure))
-    staff.router.add_delete("/closures/{closure_id:\\d+}", _refusals(remove_closure))
+    staff.router.add_delete("/closures/{closure_id}", _refusals(remove_closure))
 
 
 def _refusals(handler: Handler) -> Handler:
@@ -56,22 +61,11 @@ def _plain(context: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def _day(text: Any, default: date) -> date:
-    if text in (None, ""):
-        return default
-    try:
-        return date.fromisoformat(str(text))
-    except ValueError:
-        raise _fail(400, "day_invalid", day=str(text)) from None
-
-
 async def list_bookings(request: web.Request) -> web.Response:
     """List a hall's bookings of a day (?day=YYYY-MM-DD, default today), per category."""
     hall = await _hall(request)
-    day = _day(request.query.get("day"), _services(request).today())
-    category = None
-    if request.query.get("category"):
-        category = await _category(request.query["category"])
+    day = staff_input.day(request.query.get("day"), "day", _services(request).today())
+    category = await _category(request.query) if request.query.get("category") else None
     found = await bookings.day_bookings(hall.id, day, category.id if category else None)
     groups: dict[int, dict[str, Any]] = {}
     categories = {c.id: c for c in await Category.all()}
@@ -94,16 +88,14 @@ async def mark_no_shows(request: web.Request) -> web.Response:
     body = await _body(request)
     services = _services(request)
     actor = _principal(request).actor
-    ids = body.get("ids")
-    if ids is not None:
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            raise _fail(400, "ids_invalid")
+    if body.get("ids") is not None:
+        ids = staff_input.id_list(body["ids"], "ids", max_items=MAX_IDS)
         chosen = await Booking.filter(id__in=ids, hall_id=hall.id)
         if len(chosen) != len(set(ids)):
             raise _fail(404, "booking_not_found")
     else:
-        day = _day(body.get("day"), services.today())
-        category = await _category(body["category"]) if body.get("category") else None
+        day = staff_input.day(body.get("day"), "day", services.today())
+        category = await _category(body) if body.get("category") not in (None, "") else None
         chosen = await bookings.day_bookings(hall.id, day, category.id if category else None)
         chosen = [b for b in chosen if b.status == "booked" and _is_over(b, services)]
     marked, skipped = [], []
@@ -125,7 +117,7 @@ def _is_over(booking: Booking, services: Any) -> bool:
 
 async def list_closures(request: web.Request) -> web.Response:
     """List the closures added through the API from a day on (?from=, default today)."""
-    first = _day(request.query.get("from"), _services(request).today())
+    first = staff_input.day(request.query.get("from"), "from", _services(request).today())
     rows = await Closure.filter(day__gte=first).order_by("day", "hall_code")
     return web.json_response({"closures": [closure_json(c) for c in rows]})
 
@@ -144,14 +136,14 @@ async def add_closure(request: web.Request) -> web.Response:
     """
     actor = _admin_only(request)
     body = await _body(request)
-    hall_code = str(body.get("hall") or EVERY_HALL)
+    hall_code = staff_input.text(body, "hall", max_chars=_HALL_CHARS) or EVERY_HALL
     if hall_code != EVERY_HALL and not await Hall.exists(code=hall_code):
         raise _fail(404, "hall_not_found", hall=hall_code)
     services = _services(request)
-    day = _day(body.get("day"), date.min)
+    day = staff_input.day(body.get("day"), "day", date.min)
     if day < services.today():
         raise _fail(400, "day_invalid", day=day.isoformat())
-    reason = str(body.get("reason", ""))[:100]
+    reason = staff_input.text(body, "reason", max_chars=_REASON_CHARS)
     closure, ended = await booking_flow.add_closure(services, hall_code, day, reason, actor)
     body_out = {"closure": closure_json(closure), "cancelled": [b.id for b in ended]}
     return web.json_response(body_out, status=201)
@@ -160,7 +152,8 @@ async def add_closure(request: web.Request) -> web.Response:
 async def remove_closure(request: web.Request) -> web.Response:
     """Reopen a day; bookings cancelled for it stay cancelled."""
     _admin_only(request)
-    deleted = await Closure.filter(id=int(request.match_info["closure_id"])).delete()
+    closure_id = staff_input.path_id(request, "closure_id", "closure")
+    deleted = await Closure.filter(id=closure_id).delete()
     if not deleted:
         raise _fail(404, "closure_not_found")
     return web.json_response({"deleted": True})

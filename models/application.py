@@ -16,8 +16,8 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from bot import keys
-from bot.errors import CitizenError
+from bot import keys, staff_input
+from bot.errors import BadInput, CitizenError
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -54,6 +54,8 @@ RECORD_ATTEMPTS = 5
 # questions, then erased.
 MAIL_DATA_KEEP_DAYS = 30
 NOTE_MAX_CHARS = 200
+# A phone as the approval system writes it: +86, spaces and dashes around 11 digits.
+PHONE_MAX_CHARS = 32
 
 
 class ApplicationError(CitizenError):
@@ -273,14 +275,16 @@ def parse_update(row: dict[str, Any], tz: tzinfo, now: datetime | None) -> Updat
 
     A row without a time happened `now`; with `now` None (an import of history) it needs one.
     """
-    no = normalize_no(str(row.get("application_no") or ""))
+    no = normalize_no(staff_input.text(row, "application_no", max_chars=64))
     if not APPLICATION_NO.match(no):
         raise ValueError("application_no must be up to 4 letters and 8-24 digits")
-    status = str(row.get("status") or "").strip().lower()
+    status = staff_input.text(row, "status", max_chars=16).lower()
     if status not in STATES:
         raise ValueError(f"status must be one of {', '.join(STATES)}")
-    phone = str(row.get("phone_tail") or row.get("phone") or "").strip()
+    phone = _phone_of(row)
     mailable = row.get("is_mailable")
+    if not isinstance(mailable, bool | str | None):
+        raise BadInput("is_mailable_invalid", "is_mailable must be true or false")
     at = parse_time(row.get("at"), tz) or now
     if at is None:
         raise ValueError("at is missing (when the status was reached)")
@@ -288,26 +292,37 @@ def parse_update(row: dict[str, Any], tz: tzinfo, now: datetime | None) -> Updat
         application_no=no,
         status=status,
         at=at,
-        item_name=str(row.get("item_name") or row.get("item") or "").strip()[:100],
-        item_code=str(row.get("item_code") or "").strip()[:64],
-        unit=str(row.get("unit") or "").strip()[:64],
+        item_name=_column_text(row, "item_name") or _column_text(row, "item", "item_name"),
+        item_code=_column_text(row, "item_code"),
+        unit=_column_text(row, "unit"),
         phone_tail=tail_of(phone) if phone else "",
-        note=str(row.get("note") or "").strip()[:NOTE_MAX_CHARS],
+        note=staff_input.text(row, "note", max_chars=NOTE_MAX_CHARS),
         is_mailable=None if mailable in (None, "") else _truthy(mailable),
     )
+
+
+def _column_text(row: dict[str, Any], key: str, column: str = "") -> str:
+    """Return the text of `key`, refused when longer than the Application column it fills."""
+    max_chars = staff_input.column_chars(Application, column or key)
+    return staff_input.text(row, key, max_chars=max_chars)
+
+
+def _phone_of(row: dict[str, Any]) -> str:
+    # The approval system may send the phone as a JSON number.
+    for key in ("phone_tail", "phone"):
+        value = row.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if text := staff_input.text(row, key, max_chars=PHONE_MAX_CHARS):
+            return text
+    return ""
 
 
 def parse_time(value: Any, tz: tzinfo) -> datetime | None:
     """Read an ISO 8601 time; one without an offset is the hall's local time."""
     if value in (None, ""):
         return None
-    try:
-        parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ValueError(f"at {value!r} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(UTC)
+    return staff_input.moment(value, "at", tz).astimezone(UTC)
 
 
 def _truthy(value: Any) -> bool:
