@@ -80,7 +80,7 @@ async def test_number_outside_the_choices_says_which_are_valid(wechat: WeChat) -
 
     text = await wechat.say("9")
 
-    assert f"请回复1到{len(FAQ.popular)}之间的序号" in text
+    assert f"请回复 1 到 {len(FAQ.popular)} 之间的序号" in text
     assert_whole_reply(text)
 
 

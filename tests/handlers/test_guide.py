@@ -221,7 +221,7 @@ async def test_wrong_number_asks_again(wechat: WeChat) -> None:
 
     text = await wechat.say("9")
 
-    assert "请回复 1-5 之间的序号查看事项" in text
+    assert "请回复 1 到 5 之间的序号查看事项" in text
     assert_whole_reply(text)
 
 
