@@ -114,8 +114,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     jobs = connect_jobs(settings, redis)
     services = Services(settings=settings, redis=redis, texts=Texts(), api=api, jobs=jobs)
     app[SERVICES] = services
-    # Claims, dialog writes and stored replies of concurrent requests share round trips.
-    app[BATCH] = RedisBatch(redis)
+    # Claims, dialog writes, stored replies and queued jobs of concurrent requests share
+    # round trips.
+    app[BATCH] = services.batch = RedisBatch(redis)
     # On the Redis stand-in no other process sees the job queue: this one drains it.
     beside = WorkerBeside(services) if settings.uses_redis_standin else None
     if beside is not None:

@@ -52,6 +52,11 @@ def notice_job_id(notice_id: int) -> str:
     return f"{NOTICE_JOB_PREFIX}{notice_id}"
 
 
+def claim_job_id(kind: str, ref: str) -> str:
+    """The job claiming a notice: queued twice for one subject and kind, it runs once."""
+    return f"{NOTICE_JOB_PREFIX}claim:{kind}:{ref}"
+
+
 def early_receipt_key(msgid: str) -> str:
     return EARLY_RECEIPT_PREFIX + msgid
 

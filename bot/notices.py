@@ -60,13 +60,17 @@ class NoticeKind:
     max_chars: int = 20
     needs: frozenset[str] = field(default_factory=frozenset)
 
+    def check_values(self, values: Mapping[str, str]) -> None:
+        """Raise ValueError naming the values this kind needs that `values` lacks."""
+        missing = sorted(self.needs - set(values))
+        if missing:
+            raise ValueError(f"notice {self.name} needs values {', '.join(missing)}")
+
     def render(
         self, values: Mapping[str, str], texts: Any = None, language: str = "zh"
     ) -> dict[str, Any]:
         """Fill the fields and the link from `values`; raise ValueError naming what is missing."""
-        missing = sorted(self.needs - set(values))
-        if missing:
-            raise ValueError(f"notice {self.name} needs values {', '.join(missing)}")
+        self.check_values(values)
         shown = {str(k): str(v) for k, v in values.items()}
         filled = {}
         for name, source in self.fields.items():

@@ -14,6 +14,7 @@ from config.settings import Settings
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
 
+    from bot.redis_conn import RedisBatch
     from bot.wechat_api import WeChatAPI
 
 
@@ -25,6 +26,8 @@ class Services:
     api: WeChatAPI
     # The background job queue (bot/worker.py); None where no job is ever queued.
     jobs: ArqRedis | None = None
+    # The webhook's shared Redis pipelines (bot/redis_conn.py); None outside the webhook.
+    batch: RedisBatch | None = None
 
     def now(self) -> datetime:
         """Return the current time, aware, in UTC."""

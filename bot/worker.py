@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,8 @@ FUNCTIONS: list[Function] = [
         max_tries=notices.notice_book().delivery.max_attempts + 3,
         keep_result=0,
     ),
+    # Sends at most once whatever it is retried: the claim is the notice's unique row.
+    func(push.claim_and_send, name=push.CLAIM_JOB, timeout=push.JOB_TIMEOUT_S, keep_result=0),
     *queue_flow.FUNCTIONS,
     *booking_flow.FUNCTIONS,
     *classroom.FUNCTIONS,
@@ -187,10 +190,18 @@ async def close_services(services: Services) -> None:
 
 async def run(settings: Settings, *, burst: bool = False) -> None:
     """Run a worker process until SIGINT or SIGTERM, or with `burst` until the queue is empty."""
+    if settings.worker_nice:
+        # In a rush the replies come first; the notices queued meanwhile follow seconds later.
+        os.nice(settings.worker_nice)
     services = await open_services(settings)
     assert services.jobs is not None
     worker = build_worker(settings, services.jobs, ctx={"services": services}, burst=burst)
-    log.info("job worker started queue=%s jobs=%d", keys.JOB_QUEUE, len(worker.functions))
+    log.info(
+        "job worker started queue=%s jobs=%d nice=%d",
+        keys.JOB_QUEUE,
+        len(worker.functions),
+        os.nice(0),
+    )
     main = asyncio.ensure_future(worker.async_run())
     try:
         with contextlib.suppress(asyncio.CancelledError):

@@ -33,6 +33,7 @@ ENV_NAMES = {
     "host": "BOT_HOST",
     "port": "BOT_PORT",
     "staff_tokens": "STAFF_TOKENS",
+    "worker_nice": "WORKER_NICE",
 }
 
 
@@ -63,6 +64,8 @@ class Settings:
     port: int = 8080
     # "secret:window_or_staff_id" pairs, comma separated; empty: the staff API refuses all
     staff_tokens: str = ""
+    # Job workers yield the CPU to the webhook (a reply has 5 s, a notice can wait a moment)
+    worker_nice: int = 10
 
     @property
     def tz(self) -> ZoneInfo:
@@ -157,6 +160,8 @@ def check_settings(s: Settings, *, needs_wechat: bool = True) -> list[str]:
         problems.append("DIALOG_TTL_S must be at least 30")
     if s.max_body_bytes < 1024:
         problems.append("MAX_BODY_BYTES must be at least 1024")
+    if not 0 <= s.worker_nice <= 19:
+        problems.append(f"WORKER_NICE must be 0-19, got {s.worker_nice}")
     if not 1 <= s.port <= 65535:
         problems.append(f"BOT_PORT must be 1-65535, got {s.port}")
     bad_tokens = [t for t in s.staff_tokens.split(",") if t.strip() and ":" not in t]

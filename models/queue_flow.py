@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from arq import cron
 from arq.cron import CronJob
-from arq.worker import Function, Retry, func
+from arq.worker import Function, func
 from redis.exceptions import RedisError
 
 from bot import push
@@ -17,7 +17,6 @@ from models import queue
 from models.calendar import opening_on
 from models.citizen import Citizen
 from models.hall import Category, Hall
-from models.notice import Notice
 from models.queue import Ticket, Window
 from models.queue_rules import QueueRules, WrongState, queue_rules
 from models.queue_wait import Estimate, estimate, waiting_tickets
@@ -126,36 +125,12 @@ async def transfer(
     return ticket
 
 
-async def _notify(services: Services, kind: str, ticket: Ticket, values: dict[str, str]) -> bool:
+async def _notify(services: Services, kind: str, ticket: Ticket, values: dict[str, str]) -> None:
     """Hand a notice about a ticket to the push worker; on-site tickets have nobody to tell."""
-    if not ticket.openid:
-        return False
-    try:
-        return await push.notify(
+    if ticket.openid:
+        await push.notify_soon(
             services, kind=kind, openid=ticket.openid, ref=ticket.ref, values=values
         )
-    except RedisError:
-        # The notice row is claimed; the push sweep queues it again once Redis answers.
-        log.warning("notice not queued kind=%s ticket=%d", kind, ticket.id)
-        return False
-
-
-async def _send_now(ctx: dict[str, Any], ticket: Ticket, kind: str) -> None:
-    """Send a notice this job just claimed, instead of waiting for a worker to poll for it.
-
-    Already in a worker: "almost your turn" then reaches the citizen within one poll of the
-    change, not two. The send job queued by `notify` finds it sent and does nothing.
-    """
-    notice = await Notice.get_or_none(ref=ticket.ref, kind=kind).only("id")
-    if notice is None:
-        return
-    try:
-        await push.send_notice(ctx, notice.id)
-    except Retry as retry:
-        # A failed attempt: leave the next to a send job, after the push worker's back-off
-        # (the job `notify` queued, if it has not run yet, else a new one).
-        defer_s = (retry.defer_score or 0) / 1000
-        await push.enqueue(ctx["services"], notice.id, defer_s=defer_s)
 
 
 async def near_ahead(openid: str, rules: QueueRules) -> int:
@@ -208,8 +183,12 @@ async def queue_changed(ctx: dict[str, Any], hall_id: int, category_id: int) -> 
         if not await Ticket.filter(id=ticket.id, is_near_told=False).update(is_near_told=True):
             continue
         values = {"number": ticket.number, "ahead": str(ahead), "hall": hall.name}
-        if await _notify(services, "queue_near", ticket, values):
-            await _send_now(ctx, ticket, "queue_near")
+        # Already in a worker: claim and send here, not through one more job.
+        notice_id = await push.claim(
+            services, kind="queue_near", openid=str(ticket.openid), ref=ticket.ref, values=values
+        )
+        if notice_id is not None:
+            await push.send_claimed(ctx, notice_id)
         told += 1
     log.info("queue change worked out hall=%d category=%d told=%d", hall_id, category_id, told)
     return told

@@ -197,3 +197,31 @@ async def standin() -> AsyncIterator[StandIn]:
     await stand_in.start()
     yield stand_in
     await stand_in.stop()
+
+
+async def claimed_notice(services: Services, ref: str, kind: str, wait_s: float = 5.0) -> Any:
+    """Return the row of a notice queued with `push.notify_soon`, once a job has claimed it.
+
+    On the Redis stand-in the app's own worker runs the job; on a real Redis one runs here
+    meanwhile (not in burst mode: a retry deferred by a frozen clock would keep it going).
+    """
+    from bot.worker import build_worker, stop_worker
+    from models.notice import Notice
+
+    worker, running = None, None
+    if not services.settings.uses_redis_standin and services.jobs is not None:
+        worker = build_worker(
+            services.settings, services.jobs, ctx={"services": services}, handle_signals=False,
+            poll_delay_s=0.01,
+        )  # fmt: skip
+        running = asyncio.ensure_future(worker.async_run())
+    try:
+        for _ in range(int(wait_s / 0.02)):  # counted, not timed: tests may freeze the clock
+            notice = await Notice.get_or_none(ref=ref, kind=kind)
+            if notice is not None:
+                return notice
+            await asyncio.sleep(0.02)
+    finally:
+        if worker is not None and running is not None:
+            await stop_worker(worker, running)
+    raise AssertionError(f"notice {kind} {ref} was never claimed")

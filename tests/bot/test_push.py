@@ -16,12 +16,13 @@ from arq.connections import ArqRedis
 from bot import notices, push
 from bot.app import SERVICES
 from bot.notices import NoticeBook, NoticeBookError, fit, load_notice_book, parse_notice_book
+from bot.redis_conn import RedisBatch
 from bot.services import Services
 from bot.standin import StandIn
 from bot.texts import Texts
 from models.citizen import Citizen
 from models.notice import FINAL_STATES, Notice, NoticeConsent
-from tests.conftest import client_with_worker, make_settings
+from tests.conftest import claimed_notice, client_with_worker, make_settings
 
 OPENID = "oPUSH00000000000000000000001"
 CALLED = {
@@ -552,3 +553,77 @@ async def test_job_that_runs_before_its_row_is_committed_looks_again(
     await Notice.create(id=notice_id, **row)
 
     assert (await settled(notice_id, wait_s=2.0)).status == "sent"
+
+
+async def soon(services: Services, ref: str = "ticket:42") -> bool:
+    return await push.notify_soon(
+        services, kind="ticket_called", openid=OPENID, ref=ref, values=CALLED
+    )
+
+
+async def test_notify_soon_claims_and_sends_in_one_job(
+    services: Services, standin: StandIn
+) -> None:
+    """The request path only queues; the job claims the row and sends, once however queued."""
+    results = await asyncio.gather(*(soon(services) for _ in range(8)))
+
+    assert all(results)
+    notice = await settled((await claimed_notice(services, "ticket:42", "ticket_called")).id)
+    assert (notice.status, notice.attempts) == ("sent", 1)
+    await asyncio.sleep(0.3)  # a second claim job, had one run, would have sent by now
+    assert len(templates_to(standin)) == 1
+    assert await Notice.filter(ref="ticket:42").count() == 1
+
+
+async def test_notify_soon_refuses_missing_values_where_it_is_called(services: Services) -> None:
+    values = {k: v for k, v in CALLED.items() if k != "window"}
+    with pytest.raises(ValueError, match="window"):
+        await push.notify_soon(
+            services, kind="ticket_called", openid=OPENID, ref="t:1", values=values
+        )
+
+
+async def test_notify_soon_without_redis_claims_here_for_the_sweep(
+    services: Services, standin: StandIn
+) -> None:
+    working, batch = services.jobs, services.batch
+    services.jobs = ArqRedis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+    services.batch = RedisBatch(services.jobs)
+    try:
+        assert await soon(services) is True
+    finally:
+        await services.jobs.aclose()
+        services.jobs, services.batch = working, batch
+
+    notice = await notice_of("ticket:42")
+    assert notice.status == "pending"  # claimed: requeue_stalled sends it once Redis is back
+
+
+async def test_claim_job_whose_send_is_busy_leaves_a_retry(
+    services: Services, standin: StandIn
+) -> None:
+    standin.fail_next("template", -1)
+
+    await soon(services)
+    notice = await settled((await claimed_notice(services, "ticket:42", "ticket_called")).id)
+
+    assert (notice.status, notice.attempts) == ("sent", 2)
+
+
+async def test_worker_process_lowers_its_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import worker
+
+    niced: list[int] = []
+
+    class Opened(Exception):
+        pass
+
+    async def stop_here(settings: object) -> None:
+        raise Opened
+
+    monkeypatch.setattr(worker.os, "nice", lambda n: niced.append(n) or n)
+    monkeypatch.setattr(worker, "open_services", stop_here)
+    for nice in (7, 0):
+        with pytest.raises(Opened):
+            await worker.run(replace(make_settings(), worker_nice=nice))
+    assert niced == [7]  # 0 leaves the priority as it is

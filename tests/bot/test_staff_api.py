@@ -10,9 +10,10 @@ import pytest
 import time_machine
 from aiohttp.test_utils import TestClient
 
+from bot.app import SERVICES
 from bot.staff_api import identify, parse_tokens
-from models.notice import Notice
 from models.queue import Ticket, TicketEvent, Window
+from tests.conftest import claimed_notice
 from tests.models.test_queue import MONDAY_10, local, take
 
 W01 = {"Authorization": "Bearer tok-w1"}
@@ -165,7 +166,7 @@ async def test_missed_ticket_is_told_and_can_requeue(app_client: TestClient) -> 
     status, body = await post(app_client, f"/windows/W01/tickets/{ticket.id}/missed", W01)
 
     assert (status, body["status"]) == (200, "missed")
-    assert await Notice.filter(ref=f"ticket:{ticket.id}", kind="ticket_missed").exists()
+    assert await claimed_notice(app_client.app[SERVICES], ticket.ref, "ticket_missed")
     window = await Window.get(code="W01")
     assert await Ticket.get_or_none(window_slot=window.id) is None
 

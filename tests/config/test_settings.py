@@ -113,3 +113,9 @@ def test_database_commands_need_no_wechat_secrets() -> None:
     assert settings.database_url == "sqlite://x.db"
     with pytest.raises(SettingsError):
         load_settings({"DATABASE_URL": "sqlite://x.db"})
+
+
+def test_worker_nice_is_checked_and_read() -> None:
+    assert load_settings({**GOOD, "WORKER_NICE": "5"}).worker_nice == 5
+    with pytest.raises(SettingsError, match="WORKER_NICE must be 0-19"):
+        load_settings({**GOOD, "WORKER_NICE": "25"})

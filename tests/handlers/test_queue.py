@@ -12,14 +12,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
+from bot.app import SERVICES
 from bot.platform_sim import Platform
 from bot.services import Services
 from handlers.queue import Place, _chosen
 from models import queue, queue_rules
 from models.hall import Category, Hall
-from models.notice import Notice
 from models.queue import Ticket
-from tests.conftest import OPENID, WeChat
+from tests.conftest import OPENID, WeChat, claimed_notice
 from tests.models.test_queue import MONDAY_10, local, opened, take
 
 UTC_HOST = ZoneInfo("UTC")
@@ -77,7 +77,9 @@ async def test_taken_number_queues_the_taken_notice(
     await take_by_chat(wechat)
 
     ticket = await Ticket.get(openid=OPENID)
-    notice = await Notice.get(ref=f"ticket:{ticket.id}", kind="ticket_taken")
+    notice = await claimed_notice(
+        wechat.client.app[SERVICES], f"ticket:{ticket.id}", "ticket_taken"
+    )
     assert notice.openid == OPENID
 
 

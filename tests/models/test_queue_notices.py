@@ -22,7 +22,7 @@ from models.hall import Category, Hall
 from models.notice import Notice
 from models.queue import Ticket
 from models.queue_rules import queue_rules
-from tests.conftest import client_with_worker, make_settings
+from tests.conftest import claimed_notice, client_with_worker, make_settings
 from tests.models.test_queue import MONDAY_10, local, opened, take
 
 RULES = queue_rules()
@@ -118,7 +118,7 @@ async def test_near_at_take_is_not_told_twice(
 
     assert taken.estimate.ahead == 1
     assert await near_told() == ["o-first"]
-    assert await Notice.filter(kind="ticket_taken", ref=taken.ticket.ref).exists()
+    assert await claimed_notice(services, taken.ticket.ref, "ticket_taken")
 
 
 async def test_onsite_tickets_are_counted_but_nobody_is_told(
@@ -140,7 +140,7 @@ async def test_call_next_tells_the_holder_which_window(
 
     await queue_flow.call_next(services, window, "W02")
 
-    notice = await Notice.get(ref=ticket.ref, kind="ticket_called")
+    notice = await claimed_notice(services, ticket.ref, "ticket_called")
     assert (notice.openid, notice.template_id) == ("o1", "tmpl_ticket_called_0001")
 
 
@@ -163,6 +163,8 @@ async def test_waiting_and_missed_tickets_expire_at_closing_and_are_told(
     assert expired == 2
     statuses = {t.openid: t.status for t in await Ticket.all()}
     assert statuses == {"o-missed": "expired", "o-at-window": "called", "o-waiting": "expired"}
+    for ref in (missed.ref, waiting.ref):
+        await claimed_notice(services, ref, "ticket_expired")
     told = await Notice.filter(kind="ticket_expired").values_list("ref", flat=True)
     assert sorted(told) == sorted([missed.ref, waiting.ref])
     assert at_window.ref not in told
@@ -249,6 +251,7 @@ async def test_near_notice_sent_in_the_job_is_retried_after_a_busy_platform(
     standin.fail_next("template", -1)
 
     await queue_flow.queue_changed(ctx_of(live.app[SERVICES]), ticket.hall_id, ticket.category_id)
+    clock.shift(1)  # the retry is queued after the back-off, by the (frozen) clock
 
     sent = await wait_for(standin, 1)
     assert [(body["template_id"], body["touser"]) for body in sent] == [
