@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import fakeredis
@@ -10,20 +11,32 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.redis_conn import RedisBatch
+from tests.conftest import TEST_REDIS_URL
 
 
 class CountingRedis(fakeredis.FakeAsyncRedis):
     pipelines = 0
 
-    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        type(self).pipelines += 1
-        return super().pipeline(*args, **kwargs)
-
 
 @pytest.fixture
-def redis() -> aioredis.Redis:
+async def redis(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[aioredis.Redis]:
+    """A stand-in Redis; CountingRedis.pipelines counts the batch's round trips."""
     CountingRedis.pipelines = 0
-    return CountingRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    real = RedisBatch._round_trip
+
+    async def counted(self: RedisBatch, commands: list[tuple[Any, ...]]) -> list[Any]:
+        CountingRedis.pipelines += 1
+        return await real(self, commands)
+
+    monkeypatch.setattr(RedisBatch, "_round_trip", counted)
+    if not TEST_REDIS_URL:
+        yield CountingRedis(server=fakeredis.FakeServer(), decode_responses=True)
+        return
+    # The suite's run on a real Redis: the same replies, off a real socket.
+    real_redis = aioredis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    await real_redis.flushdb()
+    yield real_redis
+    await real_redis.aclose()
 
 
 async def test_concurrent_callers_share_one_pipeline(redis: aioredis.Redis) -> None:
@@ -80,22 +93,23 @@ async def test_commands_queued_during_a_round_trip_share_the_next(redis: aioredi
 async def test_a_failed_round_trip_does_not_stop_the_next(redis: aioredis.Redis) -> None:
     batch = RedisBatch(redis)
     calls = 0
-    real = redis.pipeline
+    real = redis.connection_pool.get_connection
 
-    def flaky(*args: Any, **kwargs: Any) -> Any:
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        pipe = real(*args, **kwargs)
+        conn = await real(*args, **kwargs)
         if calls == 1:
-            pipe.execute = _raise_connection_error  # type: ignore[method-assign]
-        return pipe
 
-    redis.pipeline = flaky  # type: ignore[method-assign]
+            async def lose(*_: Any, **__: Any) -> None:
+                del conn.send_packed_command  # the next use of this connection works again
+                raise aioredis.ConnectionError("lost")
+
+            conn.send_packed_command = lose
+        return conn
+
+    redis.connection_pool.get_connection = flaky  # type: ignore[method-assign]
     lost = batch.execute(("SET", "a", "1"))
     with pytest.raises(aioredis.ConnectionError):
         await lost
     assert await batch.execute(("SET", "b", "2")) == [True]
-
-
-async def _raise_connection_error(*_: Any, **__: Any) -> Any:
-    raise aioredis.ConnectionError("lost")
