@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,9 @@ class Texts:
         """Render `name` for the citizen's language, falling back to Chinese.
 
         A template is a function of its context alone: when every value is plain (strings,
-        numbers, dates and tuples of them) the text is remembered, so the help text most
-        messages get is rendered once, not per message.
+        numbers, dates, tuples and frozen dataclasses of them, and rows that carry a
+        `memo_key`) the text is remembered, so the help text most messages get is rendered
+        once, not per message.
         """
         key = _memo_key(name, language, context)
         if key is not None:
@@ -86,6 +88,13 @@ def _typed(value: Any) -> Any:
         return (type(value), value, value.tzinfo)
     if isinstance(value, _PLAIN):
         return (type(value), value)
+    # A row read-only for a while (models/hall.py) names the copy it is.
+    memo_key = getattr(value, "memo_key", None)
+    if memo_key is not None:
+        return (type(value), memo_key)
+    params = getattr(value, "__dataclass_params__", None)
+    if params is not None and params.frozen:
+        return (type(value), tuple(_typed(getattr(value, f.name)) for f in fields(value)))
     raise _NotPlain
 
 

@@ -139,7 +139,5 @@ async def show_hall(ctx: Context) -> Reply:
     details: dict[str, Any] = hall.details or {}
     if section in ("zones", "units", "conveniences"):
         items = [str(item) for item in details.get(section, [])]
-        return reply_within(
-            ctx, f"hall_info/{section}.j2", "items", items, hall=hall, details=details
-        )
-    return ctx.reply(f"hall_info/{section}.j2", hall=hall, status=status, details=details)
+        return reply_within(ctx, f"hall_info/{section}.j2", "items", items, hall=hall)
+    return ctx.reply(f"hall_info/{section}.j2", hall=hall, status=status)

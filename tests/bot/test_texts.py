@@ -99,3 +99,37 @@ def test_the_memo_stays_bounded(shown: Texts) -> None:
     for i in range(MEMO_SIZE * 2 + 5):
         assert shown.render("show.j2", "zh", value=f"词{i}") == f"词{i}"
     assert len(shown._memo) <= MEMO_SIZE
+
+
+def test_frozen_dataclasses_are_remembered_by_value_and_others_never(shown: Texts) -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Frozen:
+        text: str
+
+    @dataclass
+    class Loose:
+        text: str
+
+    assert shown.render("show.j2", "zh", value=Frozen("甲")).endswith("Frozen(text='甲')")
+    assert shown.render("show.j2", "zh", value=Frozen("乙")).endswith("Frozen(text='乙')")
+    assert len(shown._memo) == 2
+    loose = Loose("甲")
+    assert shown.render("show.j2", "zh", value=loose).endswith("Loose(text='甲')")
+    loose.text = "乙"
+    assert shown.render("show.j2", "zh", value=loose).endswith("Loose(text='乙')")
+    assert len(shown._memo) == 2
+
+
+def test_a_row_with_a_memo_key_is_remembered_by_that_key(shown: Texts) -> None:
+    class Row:
+        def __init__(self, name: str, memo_key: tuple[int, int]) -> None:
+            self.name, self.memo_key = name, memo_key
+
+        def __str__(self) -> str:
+            return self.name
+
+    assert shown.render("show.j2", "zh", value=Row("本厅", (1, 1))) == "本厅"
+    assert shown.render("show.j2", "zh", value=Row("改名", (1, 1))) == "本厅"  # the same copy
+    assert shown.render("show.j2", "zh", value=Row("改名", (1, 2))) == "改名"  # read anew
