@@ -6,7 +6,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import chinese_calendar
@@ -47,6 +47,7 @@ class DayKind:
     holiday: str = ""
 
 
+@lru_cache(maxsize=4096)  # the calendar is fixed: chinese_calendar is slow to ask
 def day_kind(day: date) -> DayKind:
     """Classify a day by the State Council's calendar; "unknown" beyond the years it covers."""
     try:

@@ -15,7 +15,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from models.calendar import Opening, opening_on, openings
+from models.calendar import Opening, openings
 from models.hall import Category, Hall
 from models.queue_rules import (
     AlreadyHolding,
@@ -304,13 +304,24 @@ async def check_open(hall: Hall, at: datetime) -> tuple[time, time]:
 
 async def _opening(hall: Hall, day: date) -> Opening:
     """Return a hall's opening on a day, kept a short while: every take in a rush asks."""
+    return (await _kept_openings(hall, [day]))[day]
+
+
+async def _kept_openings(hall: Hall, days: list[date]) -> dict[date, Opening]:
+    """Return a hall's openings on these days, from what is kept when all of it is fresh."""
     now = time_module.monotonic()
-    kept = _openings.get((hall.id, day))
-    if kept is not None and now - kept[0] < CALLING_HALLS_TTL_S:
-        return kept[1]
-    opening = await opening_on(hall, day)
-    _openings[(hall.id, day)] = (now, opening)
-    return opening
+    found = {}
+    for day in days:
+        kept = _openings.get((hall.id, day))
+        if kept is None or now - kept[0] >= CALLING_HALLS_TTL_S:
+            break
+        found[day] = kept[1]
+    else:
+        return found
+    found = await openings(hall, days)
+    for day, opening in found.items():
+        _openings[(hall.id, day)] = (now, opening)
+    return found
 
 
 async def check_open_for_remote(hall: Hall, at: datetime, rules: QueueRules) -> None:
@@ -325,7 +336,8 @@ async def _next_opening(hall: Hall, at: datetime) -> str:
     """Return when the hall next opens, as a citizen reads it ("今天 09:00", "周一 09:00")."""
     today = local_day(at)
     days = [today + timedelta(days=n) for n in range(15)]
-    for day, opening in sorted((await openings(hall, days)).items()):
+    # Asked by every take refused while the hall is shut: kept like the day's own opening.
+    for day, opening in sorted((await _kept_openings(hall, days)).items()):
         span = opening.span
         if span is None or (day == today and at.time() >= span[0]):
             continue

@@ -288,6 +288,34 @@ async def test_closed_refusal_says_when_the_hall_opens_next(db: str) -> None:
     assert refused.value.context["opens"] == "周一 09:00"
 
 
+async def test_refusals_while_shut_read_the_calendar_once_not_per_take(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each 取号 before opening worked out the next fortnight's openings: 5 ms a message."""
+    from models import calendar
+
+    reads: list[tuple[str, object, object]] = []
+    real = calendar.closures_between
+
+    async def counted(hall_code: str, first: object, last: object) -> dict[object, str]:
+        reads.append((hall_code, first, last))
+        return await real(hall_code, first, last)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(calendar, "closures_between", counted)
+    queue.forget_calling_halls()
+    branch = await hall_of("community")
+    for minute in range(5):
+        with pytest.raises(HallClosed) as refused:
+            await queue.check_open_for_remote(branch, local(7, 10, minute), queue_rules())
+        assert refused.value.context["opens"] == "周一 09:00"
+
+    assert len(reads) == 2  # the day itself, then the fortnight ahead; then kept
+    queue.forget_calling_halls()  # a seed or a new closure: read again
+    with pytest.raises(HallClosed):
+        await queue.check_open_for_remote(branch, local(7, 10), queue_rules())
+    assert len(reads) == 4
+
+
 async def test_no_remote_take_on_a_statutory_holiday(db: str) -> None:
     """The main hall opens at weekends, not on 劳动节 (1 May 2026, a Friday)."""
     hall = await hall_of()
