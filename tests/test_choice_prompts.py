@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import time_machine
 
-from bot.platform_sim import Platform
 from bot.services import Services
 from bot.texts import TEMPLATES_DIR, Texts
 from handlers.consult import FAQ
@@ -23,6 +20,7 @@ from models.hall import Category, Hall
 from models.queue import Window, forget_calling_halls
 from tests.conftest import WeChat
 from tests.handlers.test_classroom import activity
+from tests.handlers.test_evaluation import tap
 from tests.models.test_application import NUMBER, imported, row
 from tests.models.test_booking import frozen_at, local
 
@@ -32,7 +30,6 @@ CHOICE_MACRO = "_choice.j2"
 # one-option case decided again in a template of its own ({% if count == 1 %}).
 _SPELLED = re.compile(r"1\s*(?:到|至|-|–|~|to|and)\s*\{\{|count\s*==\s*1")
 ONE = {"zh": "请回复“1”", "en": 'Please reply with "1"'}
-_taps = itertools.count(1)
 
 
 @pytest.fixture
@@ -40,14 +37,6 @@ def clock() -> Iterator[time_machine.Traveller]:
     """Monday 2 March 2026, 10:00 in the hall: open, bookable, numbers taken."""
     with frozen_at(local(2026, 3, 2, 10)) as traveller:
         yield traveller
-
-
-async def tap(wechat: WeChat, key: str) -> str:
-    """Tap a menu entry; with the clock frozen, each tap still gets its own CreateTime."""
-    create_time = int(time.time()) + next(_taps)
-    reply = await wechat.send(Platform.event(wechat.openid, "CLICK", create_time, EventKey=key))
-    assert reply is not None
-    return str(reply["Content"])
 
 
 def assert_asks_for_1(text: str, language: str = "zh") -> None:
