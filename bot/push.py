@@ -7,7 +7,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from arq.worker import Retry
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # The arq job that sends one notice; its id makes a second enqueue of the same notice a no-op.
 SEND_JOB = "send_notice"
 CLAIM_JOB = "claim_and_send_notice"
+# A claim job that fails before the row exists tries again after this long, times its tries.
+CLAIM_RETRY_S = 2.0
+CLAIM_RETRY_MAX_S = 60.0
+CLAIM_MAX_TRIES = 20
 # One API call may take this long before it counts as a transport failure and is retried.
 SEND_TIMEOUT_S = 10.0
 # arq cancels a job running longer than this, so no live worker holds a claim much older.
@@ -96,15 +100,11 @@ async def notify_soon(
     spec.check_values(values)  # a wrong call fails where it is made, not later in a worker
     if services.jobs is not None:
         try:
+            # The notice's age counts from now, however long the job waits for a worker.
             await job_queue.enqueue(
-                services,
-                CLAIM_JOB,
-                kind,
-                openid,
-                ref,
-                dict(values),
+                services, CLAIM_JOB, kind, openid, ref, dict(values), services.now().isoformat(),
                 job_id=keys.claim_job_id(kind, ref),
-            )
+            )  # fmt: skip
             return True
         except (RedisError, OSError) as exc:
             log.warning("notice not queued kind=%s ref=%s error=%s", kind, ref, type(exc).__name__)
@@ -112,11 +112,30 @@ async def notify_soon(
 
 
 async def claim_and_send(
-    ctx: dict[str, Any], kind: str, openid: str, ref: str, values: dict[str, str]
+    ctx: dict[str, Any],
+    kind: str,
+    openid: str,
+    ref: str,
+    values: dict[str, str],
+    queued_at: str | None = None,
 ) -> str:
-    """Claim a notice and send it at once (arq job); "" when it was claimed before."""
+    """Claim a notice and send it at once (arq job); "" when it was claimed before.
+
+    Until the row exists the job is all there is of the notice: a failed claim (the database
+    restarting, say) is retried by arq after a back-off, not dropped.
+    """
     services: Services = ctx["services"]
-    notice_id = await claim(services, kind=kind, openid=openid, ref=ref, values=values)
+    since = datetime.fromisoformat(queued_at) if queued_at else None
+    try:
+        notice_id = await claim(
+            services, kind=kind, openid=openid, ref=ref, values=values, since=since
+        )
+    except ValueError:
+        raise  # an unknown kind or missing values: no retry mends that
+    except Exception as exc:
+        tries = int(ctx.get("job_try") or 1)
+        log.warning("notice claim failed kind=%s ref=%s try=%d error=%s", kind, ref, tries, exc)
+        raise Retry(defer=min(CLAIM_RETRY_S * tries, CLAIM_RETRY_MAX_S)) from exc
     if notice_id is None:
         return ""
     return await send_claimed(ctx, notice_id)
@@ -135,7 +154,13 @@ async def send_claimed(ctx: dict[str, Any], notice_id: int) -> str:
 
 
 async def claim(
-    services: Services, *, kind: str, openid: str, ref: str, values: Mapping[str, str]
+    services: Services,
+    *,
+    kind: str,
+    openid: str,
+    ref: str,
+    values: Mapping[str, str],
+    since: datetime | None = None,
 ) -> int | None:
     """Insert the notice's row, the claim: its id when it is to be sent, else None.
 
@@ -161,6 +186,7 @@ async def claim(
             client_msg_id=client_msg_id(kind, ref),
             data={} if reason else data,
             last_error=reason,
+            **({} if since is None else {"created_at": since}),
         )
     except IntegrityError:
         log.debug("notice already claimed kind=%s ref=%s", kind, ref)

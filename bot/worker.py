@@ -39,7 +39,13 @@ FUNCTIONS: list[Function] = [
         keep_result=0,
     ),
     # Sends at most once whatever it is retried: the claim is the notice's unique row.
-    func(push.claim_and_send, name=push.CLAIM_JOB, timeout=push.JOB_TIMEOUT_S, keep_result=0),
+    func(
+        push.claim_and_send,
+        name=push.CLAIM_JOB,
+        timeout=push.JOB_TIMEOUT_S,
+        max_tries=push.CLAIM_MAX_TRIES,
+        keep_result=0,
+    ),
     *queue_flow.FUNCTIONS,
     *booking_flow.FUNCTIONS,
     *classroom.FUNCTIONS,

@@ -223,5 +223,8 @@ async def claimed_notice(services: Services, ref: str, kind: str, wait_s: float 
             await asyncio.sleep(0.02)
     finally:
         if worker is not None and running is not None:
+            # Let the job that claimed it finish sending before the worker stops.
+            if worker.tasks:
+                await asyncio.wait(list(worker.tasks.values()), timeout=wait_s)
             await stop_worker(worker, running)
     raise AssertionError(f"notice {kind} {ref} was never claimed")

@@ -627,3 +627,42 @@ async def test_worker_process_lowers_its_priority(monkeypatch: pytest.MonkeyPatc
         with pytest.raises(Opened):
             await worker.run(replace(make_settings(), worker_nice=nice))
     assert niced == [7]  # 0 leaves the priority as it is
+
+
+async def test_a_database_failure_in_the_claim_job_is_retried_not_lost(
+    services: Services, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the claim job has written the row, the job is all there is of the notice."""
+    from tortoise.exceptions import DBConnectionError
+
+    real = Citizen.get_or_none
+    failures = [DBConnectionError("connection was closed in the middle of operation")]
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(push, "CLAIM_RETRY_S", 0.05)
+    monkeypatch.setattr(Citizen, "get_or_none", flaky)
+
+    assert await soon(services)
+    notice = await settled((await claimed_notice(services, "ticket:42", "ticket_called")).id)
+
+    assert notice.status == "sent" and not failures
+    assert len(templates_to(standin)) == 1
+
+
+async def test_a_claim_job_that_waited_past_the_notice_age_sends_no_stale_news(
+    services: Services, standin: StandIn
+) -> None:
+    """Workers down for 20 minutes: "called to window 2" is no news to send that late."""
+    queued_at = (services.now() - timedelta(minutes=20)).isoformat()
+
+    status = await push.claim_and_send(
+        {"services": services}, "ticket_called", OPENID, "ticket:42", CALLED, queued_at
+    )
+
+    notice = await notice_of("ticket:42")
+    assert (status, notice.status, notice.last_error) == ("failed", "failed", "too old to send")
+    assert templates_to(standin) == []
