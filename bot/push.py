@@ -153,6 +153,10 @@ async def send_claimed(ctx: dict[str, Any], notice_id: int) -> str:
         return "retrying"
 
 
+def _created_at(since: datetime | None) -> dict[str, Any]:
+    return {} if since is None else {"created_at": since}  # none given: now
+
+
 async def claim(
     services: Services,
     *,
@@ -186,7 +190,7 @@ async def claim(
             client_msg_id=client_msg_id(kind, ref),
             data={} if reason else data,
             last_error=reason,
-            **({} if since is None else {"created_at": since}),
+            **_created_at(since),
         )
     except IntegrityError:
         log.debug("notice already claimed kind=%s ref=%s", kind, ref)
