@@ -153,8 +153,7 @@ async def remove_closure(request: web.Request) -> web.Response:
     """Reopen a day; bookings cancelled for it stay cancelled."""
     _admin_only(request)
     closure_id = staff_input.path_id(request, "closure_id", "closure")
-    deleted = await Closure.filter(id=closure_id).delete()
-    if not deleted:
+    if not await booking_flow.remove_closure(closure_id):
         raise _fail(404, "closure_not_found")
     return web.json_response({"deleted": True})
 

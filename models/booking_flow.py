@@ -130,6 +130,13 @@ async def tell_ended(services: Services, booking: Booking, reason: str) -> None:
     await _notify(services, "booking_cancelled", booking, booking.ref, values)
 
 
+async def remove_closure(closure_id: int) -> bool:
+    """Reopen a day; bookings cancelled for it stay cancelled. False: no such closure."""
+    deleted = await Closure.filter(id=closure_id).delete()
+    queue.forget_calling_halls()
+    return bool(deleted)
+
+
 async def add_closure(
     services: Services, hall_code: str, day: date, reason: str, actor: str
 ) -> tuple[Closure, list[Booking]]:
@@ -137,6 +144,7 @@ async def add_closure(
     closure, _ = await Closure.get_or_create(
         hall_code=hall_code, day=day, defaults={"reason": reason, "created_by": actor}
     )
+    queue.forget_calling_halls()  # the openings this process keeps for takes
     rules = booking_rules()
     ended = await bookings.cancel_for_closure(hall_code, day, services.local_now(), rules)
     for booking in ended:

@@ -147,3 +147,22 @@ async def test_closures_are_for_staff_not_windows_and_can_be_removed(
     assert past == 400
     assert removed.status == 200
     assert not await Closure.exists()
+
+
+async def test_a_closure_for_today_refuses_takes_at_once_and_its_removal_reopens(
+    app_client: TestClient, clock: time_machine.Traveller
+) -> None:
+    """The openings kept for takes (30 s) outlived a closure added or removed in this process."""
+    from models import queue
+    from models.queue_rules import HallClosed, queue_rules
+
+    hall, at = await Hall.get(code="main"), local(2026, 3, 2, 10)
+    await queue.check_open_for_remote(hall, at, queue_rules())  # open: today's opening is kept
+    _, made = await post(
+        app_client, "/closures", ADMIN, {"hall": "*", "day": "2026-03-02", "reason": "紧急停电"}
+    )
+
+    with pytest.raises(HallClosed):
+        await queue.check_open_for_remote(hall, at, queue_rules())
+    await app_client.delete(f"/api/staff/closures/{made['closure']['id']}", headers=ADMIN)
+    await queue.check_open_for_remote(hall, at, queue_rules())
