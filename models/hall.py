@@ -84,17 +84,25 @@ class _HallCache:
         self.halls: list[Hall] | None = None
         self.read_at = 0.0
         self.reads = 0
+        self.forgotten = 0
 
     async def all(self) -> list[Hall]:
-        if self.halls is None or clock.monotonic() - self.read_at > HALLS_TTL_S:
-            halls = await Hall.all()
-            self.reads += 1
-            for hall in halls:
-                # Texts remembers renderings by it: the same copy shows the same.
-                hall.memo_key = (hall.id, self.reads)
+        if self.halls is not None and clock.monotonic() - self.read_at <= HALLS_TTL_S:
+            return self.halls
+        forgotten = self.forgotten
+        halls = await Hall.all()
+        self.reads += 1
+        for hall in halls:
+            # Texts remembers renderings by it: the same copy shows the same.
+            hall.memo_key = (hall.id, self.reads)
+        # A hall saved while this read was on its way: what it brought may be older.
+        if forgotten == self.forgotten:
             self.halls, self.read_at = halls, clock.monotonic()
-            return halls
-        return self.halls
+        return halls
+
+    def forget(self) -> None:
+        self.halls = None
+        self.forgotten += 1
 
 
 _cache = _HallCache()
@@ -114,7 +122,7 @@ async def cached_main_hall() -> Hall | None:
 
 def forget_halls() -> None:
     """Drop this process's copy: the next read goes to the database."""
-    _cache.halls = None
+    _cache.forget()
 
 
 @post_save(Hall)

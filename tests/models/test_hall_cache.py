@@ -59,3 +59,31 @@ async def test_seeding_refreshes_the_copy(tmp_path: Path) -> None:
     await seed(changed)
 
     assert (await cached_main_hall()).name == "重新导入"  # type: ignore[union-attr]
+
+
+async def test_a_save_while_a_read_is_on_its_way_is_not_kept_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read in flight finished after the save's forget and kept its older rows for 10 s."""
+    import asyncio
+
+    forget_halls()
+    real_all = Hall.all
+    release = asyncio.Event()
+
+    async def slow_all() -> list[Hall]:
+        rows = await real_all()  # read before the save...
+        await release.wait()  # ...handed back after it
+        return rows
+
+    monkeypatch.setattr(Hall, "all", slow_all)
+    reading = asyncio.ensure_future(cached_halls())
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(Hall, "all", real_all)
+    main = await Hall.get(kind="main")
+    main.name = "保存后的名字"
+    await main.save()
+    release.set()
+    await reading
+
+    assert (await cached_main_hall()).name == "保存后的名字"  # type: ignore[union-attr]
