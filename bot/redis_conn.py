@@ -66,7 +66,8 @@ class RedisBatch:
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(None)
         if self._sender is not None:
-            await asyncio.gather(self._sender, return_exceptions=True)
+            # Shielded: a drain given up on (its caller cancelled) leaves the round trip be.
+            await asyncio.shield(asyncio.gather(self._sender, return_exceptions=True))
 
     async def _send_all(self) -> None:
         try:
@@ -74,11 +75,16 @@ class RedisBatch:
                 if self._delay_s and not self._hurry:
                     await self._wait_for_company()
                 batch, self._pending = self._pending, []
-                await self._send(batch)
+                try:
+                    await self._send(batch)
+                except BaseException:
+                    self._pending = batch + self._pending  # failed below with the rest
+                    raise
         except BaseException as exc:  # cancelled at shutdown: fail the callers still waiting
+            error = exc if isinstance(exc, Exception) else RuntimeError("redis batch stopped")
             for _, future in self._pending:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(error)
             self._pending = []
             raise
         finally:

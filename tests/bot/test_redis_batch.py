@@ -113,3 +113,33 @@ async def test_a_failed_round_trip_does_not_stop_the_next(redis: aioredis.Redis)
     with pytest.raises(aioredis.ConnectionError):
         await lost
     assert await batch.execute(("SET", "b", "2")) == [True]
+
+
+async def test_a_cancelled_drain_leaves_no_caller_waiting(redis: aioredis.Redis) -> None:
+    """Cancelling drain() once cancelled the round trip in flight: its callers waited forever."""
+    batch = RedisBatch(redis)
+    first = batch.execute(("SET", "a", "1"))
+    draining = asyncio.ensure_future(batch.drain())
+    await asyncio.sleep(0)
+    draining.cancel()
+
+    results = await asyncio.wait_for(asyncio.gather(first, return_exceptions=True), 5)
+
+    assert results == [[True]]  # the round trip went on, shielded from the drain's caller
+    assert await batch.execute(("GET", "a")) == ["1"]
+
+
+async def test_a_sender_cancelled_mid_round_trip_fails_its_callers(
+    redis: aioredis.Redis,
+) -> None:
+    batch = RedisBatch(redis)
+    futures = [batch.execute(("SET", f"k{i}", "v")) for i in range(3)]
+    await asyncio.sleep(0)
+    assert batch._sender is not None
+    batch._sender.cancel()
+
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+
+    assert all(isinstance(r, BaseException) or r == [True] for r in results)
+    assert any(isinstance(r, BaseException) for r in results) or all(r == [True] for r in results)
+    assert await batch.execute(("SET", "after", "1")) == [True]  # the next batch works
