@@ -84,8 +84,9 @@ def _typed(value: Any) -> Any:
     # so are equal instants in two time zones.
     if isinstance(value, tuple):
         return (tuple, tuple(_typed(item) for item in value))
-    if isinstance(value, datetime | time):
-        return (type(value), value, value.tzinfo)
+    if isinstance(value, float | date | time):
+        # repr tells apart -0.0 and 0.0, a fold, and zones of one offset but other names.
+        return (type(value), repr(value))
     if isinstance(value, _PLAIN):
         return (type(value), value)
     # A row read-only for a while (models/hall.py) names the copy it is.

@@ -133,3 +133,18 @@ def test_a_row_with_a_memo_key_is_remembered_by_that_key(shown: Texts) -> None:
     assert shown.render("show.j2", "zh", value=Row("本厅", (1, 1))) == "本厅"
     assert shown.render("show.j2", "zh", value=Row("改名", (1, 1))) == "本厅"  # the same copy
     assert shown.render("show.j2", "zh", value=Row("改名", (1, 2))) == "改名"  # read anew
+
+
+def test_values_equal_but_shown_apart_have_their_own_rendering(shown: Texts) -> None:
+    """-0.0 after 0.0 showed "0.0"; a zone named otherwise at one offset showed the first."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    assert shown.render("show.j2", "zh", value=0.0) == "0.0"
+    assert shown.render("show.j2", "zh", value=-0.0) == "-0.0"
+    at = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    plain = at.astimezone(timezone(timedelta(hours=8)))
+    named = at.astimezone(timezone(timedelta(hours=8), "CST"))
+    root = Path(shown.env.loader.searchpath[0])  # type: ignore[union-attr]
+    (root / "zh" / "zone.j2").write_text("{{ value.tzname() }}", encoding="utf-8")
+    assert shown.render("zone.j2", "zh", value=plain) == "UTC+08:00"
+    assert shown.render("zone.j2", "zh", value=named) == "CST"
