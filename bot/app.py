@@ -177,6 +177,8 @@ async def receive(request: web.Request) -> web.Response:
         # Without Redis retries cannot be told apart; answering beats a 5xx the citizen sees.
         log.exception("redis unavailable: handling without retry protection")
         claimed, stored_dialog, language = True, None, None
+    if claimed and language is None:
+        language = await _language_from_database(services, incoming.openid)
     if not claimed:
         xml = await _wait_for_first(services, incoming)
         service, is_retry = "retry", True
@@ -232,6 +234,25 @@ async def _claim(app: web.Application, incoming: Incoming) -> tuple[bool, str | 
         ("HGET", keys.citizen_key(incoming.openid), "language"),
     )
     return bool(claimed), dialog, language
+
+
+async def _language_from_database(services: Services, openid: str) -> str | None:
+    """Read the language from the citizen's row when Redis has none, and cache it there.
+
+    Redis may have lost the hash (a restart without its data) or never had it (a citizen from
+    before it was kept): the row decides, once per citizen.
+    """
+    from models.citizen import Citizen
+    from models.preferences import cache_language
+
+    try:
+        found = await Citizen.filter(openid=openid).values_list("language", flat=True)
+    except Exception:  # the reply matters more than its language
+        log.exception("language not read")
+        return None
+    language = str(found[0]) if found and found[0] else "zh"
+    await cache_language(services, openid, language)
+    return language
 
 
 def _log_store_failure(stored: asyncio.Future[list[object]]) -> None:

@@ -118,6 +118,18 @@ async def test_lost_language_cache_is_put_back(wechat: WeChat, services: Service
     assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
 
 
+async def test_a_lost_language_cache_does_not_turn_any_reply_chinese(
+    wechat: WeChat, services: Services
+) -> None:
+    """Only 提醒设置 put the cache back: every other reply came in Chinese until then."""
+    await wechat.say("English")
+    before = await wechat.say("help")
+    await services.redis.delete(keys.citizen_key(OPENID))  # Redis restarted without its data
+
+    assert await wechat.say("help") == before
+    assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
+
+
 async def test_unfollow_forgets_the_choices(wechat: WeChat) -> None:
     await wechat.say("提醒6")
     await wechat.say("English")
