@@ -300,8 +300,8 @@ def _booking_view(
     booking: Booking, hall: Hall, category: Category, ctx: Context
 ) -> dict[str, Any]:
     rules = booking_rules()
-    opens, closes = booking_flow.window_of(booking, rules)
     tz = ctx.services.settings.tz
+    opens, closes = booking_flow.window_of(booking, rules, hall, tz)
     return {
         "code": booking.code,
         "hall": hall.name,

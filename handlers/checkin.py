@@ -124,8 +124,8 @@ async def _ticket_line(ticket: Ticket) -> dict[str, Any]:
 async def _booking_line(ctx: Context, booking: Booking) -> dict[str, Any]:
     hall = await Hall.get(id=booking.hall_id)
     category = await Category.get(id=booking.category_id)
-    opens, closes = booking_flow.window_of(booking, booking_rules())
     tz = ctx.services.settings.tz
+    opens, closes = booking_flow.window_of(booking, booking_rules(), hall, tz)
     return {
         "hall": hall.name,
         "category": category.name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from arq import cron
@@ -268,9 +268,21 @@ class Arrival:
         return not (self.checked_in or self.early or self.late or self.elsewhere or self.present)
 
 
-def window_of(booking: Booking, rules: BookingRules) -> tuple[datetime, datetime]:
-    """Return when a booking's check-in opens and closes, in UTC."""
+def window_of(
+    booking: Booking, rules: BookingRules, hall: Hall | None = None, tz: tzinfo | None = None
+) -> tuple[datetime, datetime]:
+    """Return when a booking's check-in opens and closes, in UTC.
+
+    Given the hall and its zone, check-in opens no earlier than the doors do: a 9:00 slot in a
+    hall opening at 9:00 is not to be checked in at 8:30, in front of a closed door.
+    """
     opens = booking.starts_at - timedelta(minutes=rules.checkin_early_min)
+    if hall is not None and tz is not None:
+        local = booking.starts_at.astimezone(tz)
+        span = hall.opening_of(local)
+        if span is not None:
+            doors = datetime.combine(local.date(), span[0], tz).astimezone(UTC)
+            opens = min(max(opens, doors), booking.starts_at)
     return opens, booking.starts_at + timedelta(minutes=rules.checkin_late_min)
 
 
@@ -302,7 +314,7 @@ async def _arrive_for(
     rules: BookingRules,
     arrival: Arrival,
 ) -> None:
-    opens, closes = window_of(booking, rules)
+    opens, closes = window_of(booking, rules, hall, services.settings.tz)
     if booking.status == "booked" and now < opens:
         arrival.early.append(booking)
         return

@@ -81,7 +81,7 @@ async def test_returning_citizen_books_in_four_replies(
 
     assert "3月3日（周二）" in slots and "1. 09:00-09:30（余6）" in slots
     assert "张* 138****8000" in confirm and "13800138000" not in confirm
-    assert "预约成功" in booked and "08:30-09:15" in booked
+    assert "预约成功" in booked and "09:00-09:15" in booked
     booking = await Booking.get(openid=OPENID)
     assert re.search(rf"预约码：{booking.code}", booked)
     assert (booking.status, booking.start_min) == ("booked", 9 * 60)

@@ -31,7 +31,8 @@ from tests.conftest import CASES_DIR, OPENID, WeChat, make_settings
 from tests.models.test_booking import frozen_at, local
 
 TUESDAY = date(2026, 3, 3)
-NINE = 9 * 60
+# A mid-morning slot: its check-in window, from 30 minutes before, is inside opening hours.
+TEN = 10 * 60
 CASE_OPENID = "oCITIZEN000000000000000001"
 ROOT = Path(__file__).resolve().parents[2]
 _times = itertools.count(1)
@@ -39,13 +40,13 @@ _times = itertools.count(1)
 
 @pytest.fixture
 def clock() -> Iterator[time_machine.Traveller]:
-    """Tuesday 08:45 in the hall: inside the check-in window of a 09:00 booking."""
-    with frozen_at(local(2026, 3, 3, 8, 45)) as traveller:
+    """Tuesday 09:45 in the hall: inside the check-in window of a 10:00 booking."""
+    with frozen_at(local(2026, 3, 3, 9, 45)) as traveller:
         yield traveller
 
 
 async def booked(
-    openid: str = OPENID, *, hall: str = "main", category: str = "livelihood", start: int = NINE
+    openid: str = OPENID, *, hall: str = "main", category: str = "livelihood", start: int = TEN
 ) -> Booking:
     """Book a slot on Tuesday, made on Monday."""
     place = await Hall.get(code=hall), await Category.get(code=category)
@@ -75,7 +76,7 @@ async def test_scan_in_the_window_turns_the_booking_into_a_priority_ticket(
 ) -> None:
     walk_in = await queue.issue(
         await Hall.get(code="main"), await Category.get(code="livelihood"),
-        local(2026, 3, 3, 8, 40), source="onsite", actor="window:W01",
+        local(2026, 3, 3, 9, 40), source="onsite", actor="window:W01",
     )  # fmt: skip
     made = await booked()
 
@@ -92,14 +93,14 @@ async def test_checked_in_booking_is_called_before_an_earlier_walk_in(
     wechat: WeChat, services: Services, clock: time_machine.Traveller
 ) -> None:
     hall, category = await Hall.get(code="main"), await Category.get(code="livelihood")
-    await queue.issue(hall, category, local(2026, 3, 3, 8, 40), source="onsite", actor="W01")
+    await queue.issue(hall, category, local(2026, 3, 3, 9, 40), source="onsite", actor="W01")
     await booked()
     await scan(wechat)
     window = await queue.open_window(
-        await queue.Window.get(code="W01"), local(2026, 3, 3, 8, 46), None
+        await queue.Window.get(code="W01"), local(2026, 3, 3, 9, 46), None
     )
 
-    called = await queue.call_next(window, local(2026, 3, 3, 8, 46), "W01")
+    called = await queue.call_next(window, local(2026, 3, 3, 9, 46), "W01")
 
     assert called is not None and called.source == "booking"
 
@@ -134,11 +135,11 @@ async def test_too_early_says_when_the_window_opens(
     wechat: WeChat, clock: time_machine.Traveller
 ) -> None:
     await booked()
-    clock.move_to(local(2026, 3, 3, 8, 29).astimezone(UTC))
+    clock.move_to(local(2026, 3, 3, 9, 29).astimezone(UTC))
 
     reply = await scan(wechat)
 
-    assert "签到时间为 08:30-09:15" in reply and "08:30 以后再扫码" in reply
+    assert "签到时间为 09:30-10:15" in reply and "09:30 以后再扫码" in reply
     assert not await Ticket.exists(openid=OPENID)
     assert (await Booking.get(openid=OPENID)).status == "booked"
 
@@ -147,15 +148,15 @@ async def test_too_late_says_the_window_closed_and_offers_a_number(
     wechat: WeChat, clock: time_machine.Traveller
 ) -> None:
     await booked()
-    clock.move_to(local(2026, 3, 3, 9, 16).astimezone(UTC))
+    clock.move_to(local(2026, 3, 3, 10, 16).astimezone(UTC))
 
     reply = await scan(wechat)
 
-    assert "签到已于 09:15 截止" in reply and "取号" in reply
+    assert "签到已于 10:15 截止" in reply and "取号" in reply
     assert not await Ticket.exists(openid=OPENID)
 
 
-@pytest.mark.parametrize(("hour", "minute"), [(8, 30), (9, 15)])
+@pytest.mark.parametrize(("hour", "minute"), [(9, 30), (10, 15)])
 async def test_both_edges_of_the_window_are_inside(
     wechat: WeChat, clock: time_machine.Traveller, hour: int, minute: int
 ) -> None:
@@ -179,18 +180,33 @@ async def test_a_booking_at_another_hall_is_pointed_there(
     assert not await Ticket.exists(openid=OPENID)
 
 
+async def test_the_first_slots_check_in_opens_with_the_doors_not_before(
+    wechat: WeChat, clock: time_machine.Traveller
+) -> None:
+    """A 9:00 booking was told to check in from 8:30, in front of a hall that opens at 9:00."""
+    await booked(start=9 * 60)
+    clock.move_to(local(2026, 3, 3, 8, 45).astimezone(UTC))
+
+    early = await scan(wechat)
+    clock.move_to(local(2026, 3, 3, 9, 0).astimezone(UTC))
+    on_time = await scan(wechat)
+
+    assert "签到时间为 09:00-09:15" in early and "09:00 以后再扫码" in early
+    assert "签到成功" in on_time
+
+
 async def test_nothing_today_lists_the_coming_bookings(
     wechat: WeChat, clock: time_machine.Traveller
 ) -> None:
     place = await Hall.get(code="main"), await Category.get(code="tax")
     await bookings.book(
-        OPENID, *place, date(2026, 3, 5), NINE, Person("张三", "13800138000"),
+        OPENID, *place, date(2026, 3, 5), TEN, Person("张三", "13800138000"),
         local(2026, 3, 2, 10), booking_rules(),
     )  # fmt: skip
 
     reply = await scan(wechat)
 
-    assert "没有预约，也没有排队号码" in reply and "3月5日 09:00 · 税务" in reply
+    assert "没有预约，也没有排队号码" in reply and "3月5日 10:00 · 税务" in reply
 
 
 async def test_the_scan_confirms_a_remote_ticket_holder_as_present(
@@ -198,7 +214,7 @@ async def test_the_scan_confirms_a_remote_ticket_holder_as_present(
 ) -> None:
     hall, category = await Hall.get(code="main"), await Category.get(code="tax")
     ticket = await queue.issue(
-        hall, category, local(2026, 3, 3, 8, 40), source="remote", actor="citizen", openid=OPENID
+        hall, category, local(2026, 3, 3, 9, 40), source="remote", actor="citizen", openid=OPENID
     )
 
     reply = await scan(wechat)
@@ -214,7 +230,7 @@ async def test_a_waiting_remote_ticket_of_the_category_gives_way_to_the_booking(
 ) -> None:
     hall, category = await Hall.get(code="main"), await Category.get(code="livelihood")
     remote = await queue.issue(
-        hall, category, local(2026, 3, 3, 8, 40), source="remote", actor="citizen", openid=OPENID
+        hall, category, local(2026, 3, 3, 9, 40), source="remote", actor="citizen", openid=OPENID
     )
     await booked()
 
@@ -296,7 +312,7 @@ async def test_typed_words_explain_how_to_check_in(
 
     reply = await wechat.say("我到了")
 
-    assert "扫描大厅入口处" in reply and "签到时间 08:30-09:15" in reply
+    assert "扫描大厅入口处" in reply and "签到时间 09:30-10:15" in reply
     assert (await Booking.get(openid=OPENID)).status == "booked"
 
 
