@@ -240,7 +240,15 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
                 await close_db()
             print(f"seeded {counts['categories']} categories and {counts['halls']} halls")
 
-    asyncio.run(run())
+    from tortoise.exceptions import DBConnectionError
+
+    try:
+        asyncio.run(run())
+    except (DBConnectionError, OSError) as exc:
+        # A database that is down or not created yet: say so in a line, not a traceback.
+        print(f"cannot reach the database of DATABASE_URL: {exc}", file=sys.stderr)
+        print("create it first (PostgreSQL: createdb NAME), check it runs", file=sys.stderr)
+        return 2
     return 0
 
 

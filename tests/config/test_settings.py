@@ -119,3 +119,17 @@ def test_worker_nice_is_checked_and_read() -> None:
     assert load_settings({**GOOD, "WORKER_NICE": "5"}).worker_nice == 5
     with pytest.raises(SettingsError, match="WORKER_NICE must be 0-19"):
         load_settings({**GOOD, "WORKER_NICE": "25"})
+
+
+def test_db_create_on_a_database_that_does_not_exist_says_so_in_a_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed a 78-line traceback ending in DBConnectionError."""
+    from bot import cli
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:9/no_such_database")
+
+    assert cli.main(["db", "create"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the database" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3
