@@ -176,6 +176,16 @@ async def test_after_hours_says_when_agents_return_and_leaving_a_message_still_h
     assert left_type == "transfer_customer_service"
 
 
+async def test_before_opening_the_agents_are_not_yet_on_not_gone_home(
+    wechat: WeChat,
+) -> None:
+    """At 8:20 it said 人工客服现在已下班, as if the day were over."""
+    with time_machine.travel(datetime(2025, 12, 5, 8, 20, tzinfo=HALL_TZ), tick=False):
+        _, text = await reply_type(wechat, "人工")
+
+    assert "现在尚未上线，今天9:00上线" in text and "已下班" not in text
+
+
 async def test_after_hours_questions_are_still_answered(wechat: WeChat) -> None:
     with time_machine.travel(SUNDAY_1830, tick=False):
         _, text = await reply_type(wechat, "人工")

@@ -396,3 +396,14 @@ async def test_wait_minutes_not_shown_while_no_window_calls_the_category(
         assert "分钟" not in reply and "估算等候时间" in reply
     await opened("W01")
     assert "预计等候约 15 分钟" in await tap(wechat, "QUEUE_STATUS")
+
+
+async def test_status_with_nobody_ahead_says_so_not_zero_people(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """Taking said 前面没有人在等; 排队进度 then said 前面还有 0 人."""
+    await take_by_chat(wechat)
+
+    status = await tap(wechat, "QUEUE_STATUS")
+
+    assert "前面没有人在等" in status and "前面还有 0 人" not in status
