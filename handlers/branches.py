@@ -12,7 +12,7 @@ from bot import keys
 from bot.dispatcher import Context, Reply, Router
 from bot.protocol import MAX_REPLY_TEXT_BYTES
 from config.menu import words_of
-from handlers.hall_info import OpenStatus, opening_status, reply_within
+from handlers.hall_info import OpenStatus, hall_status, reply_within
 from models.hall import Hall, cached_halls
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def nearest_halls(
     return sorted(known, key=lambda pair: pair[1])[:count]
 
 
-def _view(ctx: Context, hall: Hall, distance_km: float | None = None) -> HallView:
-    status = opening_status(hall, ctx.services.local_now())
+async def _view(ctx: Context, hall: Hall, distance_km: float | None = None) -> HallView:
+    status = await hall_status(hall, ctx.services.local_now())
     return HallView(hall, status, distance_km, map_url(hall))
 
 
@@ -90,7 +90,7 @@ async def _reply_nearest(ctx: Context, point: tuple[float, float]) -> Reply:
     nearest = nearest_halls(halls, *point)
     if not nearest:
         return ctx.reply("branches/ask_location.j2", has_no_positions=True)
-    views = [_view(ctx, hall, km) for hall, km in nearest]
+    views = [await _view(ctx, hall, km) for hall, km in nearest]
     return _fit(ctx, "branches/nearest.j2", views, is_far=nearest[0][1] > FAR_KM)
 
 
@@ -104,7 +104,7 @@ async def list_branches(ctx: Context) -> Reply:
             return ctx.reply("branches/ask_location.j2", has_no_positions=False)
         return await _reply_nearest(ctx, point)
     halls = [hall for hall in await cached_halls() if hall.kind != "main"]
-    views = [_view(ctx, hall) for hall in halls]
+    views = [await _view(ctx, hall) for hall in halls]
     return _fit(ctx, "branches/list.j2", views)
 
 

@@ -17,9 +17,9 @@ from handlers.branches import NEARBY_WORDS
 from handlers.hall_info import (
     SECTION_WORDS,
     claim_pattern,
+    hall_status,
     main_hall,
     menu_words_except,
-    opening_status,
 )
 
 # A question is matched on its first characters only; no FAQ question is longer.
@@ -306,7 +306,7 @@ async def open_consult(ctx: Context) -> Reply:
 async def _open(ctx: Context) -> Reply:
     hall = await main_hall()
     await ctx.dialog.start(ASK_STATE, choices=[entry.id for entry in FAQ.popular])
-    status = opening_status(hall, ctx.services.local_now())
+    status = await hall_status(hall, ctx.services.local_now())
     return ctx.reply("consult/intro.j2", popular=FAQ.popular, hall=hall, status=status)
 
 
@@ -342,7 +342,7 @@ async def answer_in_consult(ctx: Context) -> Reply:
     if found.others:
         return ctx.reply("consult/suggest.j2", others=found.others, asked=echo(words))
     hall = await main_hall()
-    status = opening_status(hall, ctx.services.local_now())
+    status = await hall_status(hall, ctx.services.local_now())
     return ctx.reply("consult/no_match.j2", asked=echo(words), hall=hall, status=status)
 
 
@@ -360,7 +360,7 @@ async def _pick(ctx: Context, number: int) -> Reply:
 async def hand_over(ctx: Context, *, is_anyway: bool = False) -> Reply:
     """Hand the chat to an agent while the hall is open; after hours, say when and keep a way."""
     hall = await main_hall()
-    status = opening_status(hall, ctx.services.local_now())
+    status = await hall_status(hall, ctx.services.local_now())
     if status.is_open or is_anyway:
         await ctx.dialog.finish()
         log.debug("chat handed to agents is_open=%s", status.is_open)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -13,6 +13,7 @@ from bot.errors import CitizenError
 from bot.protocol import MAX_REPLY_TEXT_BYTES
 from config.menu import entries, words_of
 from models.hall import Hall, cached_main_hall
+from models.queue import kept_openings
 
 router = Router("hall_info")
 
@@ -75,18 +76,44 @@ def clock(value: time) -> str:
     return f"{value.hour}:{value.minute:02d}"
 
 
-def opening_status(hall: Hall, local: datetime) -> OpenStatus:
-    """Return whether `hall` is open at `local` (hall's zone) and, if not, when it opens next."""
-    span = hall.opening_of(local)
+# How far ahead the next opening is looked for: past the longest holiday (National Day, 8 days).
+LOOK_AHEAD_DAYS = 15
+
+
+async def hall_status(hall: Hall, local: datetime) -> OpenStatus:
+    """Return whether `hall` is open at `local` and when it opens next, by its calendar.
+
+    Holidays, make-up days and closures count, as they do for 取号 (the openings are kept a
+    short while, models/queue.py).
+    """
+    days = [local.date() + timedelta(days=n) for n in range(LOOK_AHEAD_DAYS)]
+    openings = await kept_openings(hall, days)
+    return opening_status(hall, local, {day: o.span for day, o in openings.items()})
+
+
+def opening_status(
+    hall: Hall, local: datetime, spans: Mapping[date, tuple[time, time] | None] | None = None
+) -> OpenStatus:
+    """Return whether `hall` is open at `local` (hall's zone) and, if not, when it opens next.
+
+    `spans` gives the day's hours by date (holidays and closures applied); without it the
+    weekly hours are read.
+    """
+
+    def span_on(at: datetime) -> tuple[time, time] | None:
+        if spans is not None and at.date() in spans:
+            return spans[at.date()]
+        return hall.opening_of(at)
+
+    span = span_on(local)
     if span is not None and span == (time(0, 0), time.max):
         return OpenStatus(is_open=True, is_all_day=True, closes=clock(span[1]))
-    if hall.is_open_at(local):
-        assert span is not None
+    if span is not None and span[0] <= local.time() < span[1]:
         return OpenStatus(is_open=True, is_all_day=False, closes=clock(span[1]))
     is_shut_today = span is None
-    for days_ahead in range(8):
+    for days_ahead in range(LOOK_AHEAD_DAYS):
         day = local + timedelta(days=days_ahead)
-        span = hall.opening_of(day)
+        span = span_on(day)
         if span is None or (days_ahead == 0 and local.time() >= span[0]):
             continue
         return OpenStatus(
@@ -135,7 +162,7 @@ async def show_hall(ctx: Context) -> Reply:
     """Show the overview, or the part the citizen asked for; each names the other parts."""
     hall = await main_hall()
     section = section_of(ctx.words) if ctx.words else "overview"
-    status = opening_status(hall, ctx.services.local_now())
+    status = await hall_status(hall, ctx.services.local_now())
     details: dict[str, Any] = hall.details or {}
     if section in ("zones", "units", "conveniences"):
         items = [str(item) for item in details.get(section, [])]

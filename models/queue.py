@@ -304,10 +304,10 @@ async def check_open(hall: Hall, at: datetime) -> tuple[time, time]:
 
 async def _opening(hall: Hall, day: date) -> Opening:
     """Return a hall's opening on a day, kept a short while: every take in a rush asks."""
-    return (await _kept_openings(hall, [day]))[day]
+    return (await kept_openings(hall, [day]))[day]
 
 
-async def _kept_openings(hall: Hall, days: list[date]) -> dict[date, Opening]:
+async def kept_openings(hall: Hall, days: list[date]) -> dict[date, Opening]:
     """Return a hall's openings on these days, from what is kept when all of it is fresh."""
     now = time_module.monotonic()
     found = {}
@@ -337,7 +337,7 @@ async def _next_opening(hall: Hall, at: datetime) -> str:
     today = local_day(at)
     days = [today + timedelta(days=n) for n in range(15)]
     # Asked by every take refused while the hall is shut: kept like the day's own opening.
-    for day, opening in sorted((await _kept_openings(hall, days)).items()):
+    for day, opening in sorted((await kept_openings(hall, days)).items()):
         span = opening.span
         if span is None or (day == today and at.time() >= span[0]):
             continue

@@ -61,6 +61,17 @@ async def test_open_now_follows_the_hall_clock_on_a_utc_host(
     assert_whole_reply(text)
 
 
+async def test_the_hall_page_on_a_statutory_holiday_does_not_say_open(wechat: WeChat) -> None:
+    """On 国庆节 10:00 it said 正在开放 while 取号 said the hall was shut for the holiday."""
+    with time_machine.travel(on_utc_host(2025, 10, 1, 10, 0), tick=False):
+        page = await wechat.tap("HALL_INFO")
+        hours = await wechat.say("几点开门")
+
+    for text in (page, hours):
+        assert "当前：今天休息，下次开放：周四（10月9日）9:00" in text.splitlines(), text
+        assert "正在开放" not in text
+
+
 async def test_early_morning_utc_date_is_not_the_hall_date(wechat: WeChat) -> None:
     """At 07:30 Friday in the hall it is still Thursday in UTC: Friday's hours apply."""
     with time_machine.travel(on_utc_host(2025, 12, 5, 7, 30), tick=False):
