@@ -21,6 +21,7 @@ from handlers.hall_info import (
     main_hall,
     menu_words_except,
 )
+from models.catalogue import Words, overlap
 
 # A question is matched on its first characters only; no FAQ question is longer.
 MAX_QUESTION_CHARS = 200
@@ -64,29 +65,6 @@ def core(text: str) -> str:
     """Return the words that carry a question's meaning, without polite fillers."""
     squashed = squash(text)
     return _FILLERS.sub("", squashed) or squashed
-
-
-@dataclass(frozen=True, slots=True)
-class Words:
-    """Folded words with the character sets that matching compares, computed once."""
-
-    text: str
-    chars: frozenset[str]
-    pairs: frozenset[str]
-
-    @classmethod
-    def of(cls, text: str) -> Words:
-        pairs = frozenset(text[i : i + 2] for i in range(len(text) - 1))
-        return cls(text, frozenset(text), pairs)
-
-
-def _dice(a: frozenset[str], b: frozenset[str]) -> float:
-    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
-
-
-def overlap(a: Words, b: Words) -> float:
-    """Return how much two texts share, 0 to 1: their characters, and their characters' order."""
-    return (_dice(a.chars, b.chars) + _dice(a.pairs, b.pairs)) / 2
 
 
 def is_one_char_off(word: str, words: Words) -> bool:
