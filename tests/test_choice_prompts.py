@@ -20,7 +20,6 @@ from models.hall import Category, Hall
 from models.queue import Window, forget_calling_halls
 from tests.conftest import WeChat
 from tests.handlers.test_classroom import activity
-from tests.handlers.test_evaluation import tap
 from tests.models.test_application import NUMBER, imported, row
 from tests.models.test_booking import frozen_at, local
 
@@ -115,7 +114,7 @@ async def test_one_activity_in_the_classroom_asks_for_1_not_1_to_1(
 ) -> None:
     await Activity.all().delete()  # the seeded ones
     await activity()
-    await tap(wechat, "CLASSROOM")
+    await wechat.tap("CLASSROOM")
 
     assert_asks_for_1(await wechat.say("9"))
 
@@ -125,7 +124,7 @@ async def test_one_followed_application_asks_for_1_not_1_to_1(
 ) -> None:
     await imported(services, row("received", 9))
     await wechat.say(f"{NUMBER} 8000")
-    await tap(wechat, "APPLICATION_PROGRESS")
+    await wechat.tap("APPLICATION_PROGRESS")
 
     assert_asks_for_1(await wechat.say("9"))
 
@@ -134,7 +133,7 @@ async def test_one_popular_question_asks_for_1_not_1_to_1(
     wechat: WeChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(FAQ, "popular", FAQ.popular[:1])
-    await tap(wechat, "CONSULT")
+    await wechat.tap("CONSULT")
 
     assert_asks_for_1(await wechat.say("9"))
 
@@ -143,7 +142,7 @@ async def test_one_category_in_the_guide_asks_for_1_not_1_to_1(wechat: WeChat) -
     first = await CatalogueItem.all().order_by("id").first()
     assert first is not None
     await CatalogueItem.exclude(category_id=first.category_id).delete()
-    await tap(wechat, "GUIDE_SEARCH")
+    await wechat.tap("GUIDE_SEARCH")
 
     assert_asks_for_1(await wechat.say("9"))
 
@@ -163,7 +162,7 @@ async def one_place(db: str) -> AsyncIterator[None]:
 async def test_one_place_to_take_a_number_asks_for_1_not_1_to_1(
     wechat: WeChat, clock: time_machine.Traveller, one_place: None
 ) -> None:
-    listing = await tap(wechat, "QUEUE_TAKE")
+    listing = await wechat.tap("QUEUE_TAKE")
     assert "1. " in listing and "2. " not in listing, listing
 
     assert_asks_for_1(await wechat.say("9"))
@@ -184,7 +183,7 @@ async def test_one_day_and_one_slot_left_to_book_ask_for_1_not_1_to_1(
                 local_day=day.day,
                 start_min=slot.start_min,
             )
-    listing = await tap(wechat, "BOOKING")
+    listing = await wechat.tap("BOOKING")
     line = next(x for x in listing.split(hall.name, 1)[1].splitlines() if category.name in x)
     await wechat.say(line.split(".", 1)[0])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
@@ -38,17 +37,6 @@ def clock() -> Iterator[time_machine.Traveller]:
         yield traveller
 
 
-_taps = itertools.count(1)
-
-
-async def tap(wechat: WeChat, key: str) -> str:
-    """Tap a menu entry; with the clock frozen, each tap still gets its own CreateTime."""
-    create_time = int(time.time()) + next(_taps)
-    reply = await wechat.send(Platform.event(wechat.openid, "CLICK", create_time, EventKey=key))
-    assert reply is not None
-    return str(reply["Content"])
-
-
 def index_of(listing: str, text: str, *, after: str = "") -> str:
     """Return the number a list gives the first line containing `text` (below `after`)."""
     section = listing.split(after, 1)[1] if after else listing
@@ -62,7 +50,7 @@ async def remember(openid: str = OPENID) -> None:
 
 async def walk_to_confirm(wechat: WeChat, category: str = "民生服务", day: str = "明天") -> str:
     """Tap 预约办事 and pick the main hall's category, a day and its first slot."""
-    places = await tap(wechat, "BOOKING")
+    places = await wechat.tap("BOOKING")
     days = await wechat.say(index_of(places, category, after=f"【{MAIN}】"))
     slots = await wechat.say(index_of(days, day))
     return await wechat.say("1") if "请回复序号" in slots else slots
@@ -72,7 +60,7 @@ async def test_returning_citizen_books_in_four_replies(
     wechat: WeChat, services: Services, clock: time_machine.Traveller
 ) -> None:
     await remember()
-    places = await tap(wechat, "BOOKING")
+    places = await wechat.tap("BOOKING")
 
     days = await wechat.say(index_of(places, "民生服务", after=f"【{MAIN}】"))  # reply 1
     slots = await wechat.say(index_of(days, "明天"))  # reply 2
@@ -236,7 +224,7 @@ async def test_id_number_is_asked_where_the_category_needs_it_and_kept_as_last_4
 async def test_cancel_word_leaves_at_any_step_and_keeps_nothing(
     wechat: WeChat, services: Services, clock: time_machine.Traveller, steps: int
 ) -> None:
-    listing = await tap(wechat, "BOOKING")
+    listing = await wechat.tap("BOOKING")
     for answer in [index_of(listing, "民生服务", after=f"【{MAIN}】"), "1", "1"][:steps]:
         await wechat.say(answer)
 
@@ -252,7 +240,7 @@ async def test_cancel_word_leaves_at_any_step_and_keeps_nothing(
 async def test_a_bad_choice_asks_again_and_keeps_the_list(
     wechat: WeChat, clock: time_machine.Traveller
 ) -> None:
-    await tap(wechat, "BOOKING")
+    await wechat.tap("BOOKING")
 
     again = await wechat.say("99")
 
@@ -304,7 +292,7 @@ async def test_a_day_already_booked_in_the_category_is_refused_in_the_dialog(
 ) -> None:
     await remember()
     await walk_and_book(wechat)
-    places = await tap(wechat, "BOOKING")
+    places = await wechat.tap("BOOKING")
     days = await wechat.say(index_of(places, "民生服务", after=f"【{MAIN}】"))
 
     refused = await wechat.say(index_of(days, "明天"))
@@ -320,7 +308,7 @@ async def test_my_bookings_lists_and_cancels_by_number(
     await walk_and_book(wechat)
     booking = await Booking.get(openid=OPENID)
 
-    listing = await tap(wechat, "BOOKING_MINE")
+    listing = await wechat.tap("BOOKING_MINE")
     cancelled = await wechat.say("取消1")
     again = await wechat.say("取消1")
 
@@ -331,7 +319,7 @@ async def test_my_bookings_lists_and_cancels_by_number(
     assert slot.booked == 0
     notice = await Notice.get(kind="booking_cancelled", ref=f"booking:{booking.id}")
     assert notice.openid == OPENID
-    assert "您目前没有预约" in await tap(wechat, "BOOKING_MINE")
+    assert "您目前没有预约" in await wechat.tap("BOOKING_MINE")
 
 
 async def test_cancel_by_booking_code(wechat: WeChat, clock: time_machine.Traveller) -> None:
@@ -388,7 +376,7 @@ async def test_suspended_citizen_is_told_until_when(
         )  # fmt: skip
         await bookings.mark_missed(made, local(2026, 2, day, 12), rules)
 
-    refused = await tap(wechat, "BOOKING")
+    refused = await wechat.tap("BOOKING")
 
     assert "3月28日起才能再次预约" in refused
 

@@ -17,7 +17,6 @@ from models.classroom import Activity, SignUp
 from models.notice import Notice
 from tests.bot.test_staff_api import ADMIN, W01, post
 from tests.conftest import OPENID, WeChat
-from tests.handlers.test_evaluation import tap
 from tests.models.test_queue import MONDAY_10, local
 
 
@@ -44,7 +43,7 @@ async def activity(
 
 
 async def sign_up_by_chat(wechat: WeChat) -> str:
-    listing = await tap(wechat, "CLASSROOM")
+    listing = await wechat.tap("CLASSROOM")
     assert listing.splitlines()[1].startswith("1. "), listing
     await wechat.say("1")
     return await wechat.say("报名")
@@ -55,7 +54,7 @@ async def test_list_shows_time_place_and_seats(
 ) -> None:
     await activity(capacity=30)
 
-    listing = await tap(wechat, "CLASSROOM")
+    listing = await wechat.tap("CLASSROOM")
 
     assert "1. 社保线上办理入门" in listing
     assert "2026-03-05（周四）14:00-15:00" in listing
@@ -78,7 +77,7 @@ async def test_sign_up_takes_a_seat_and_schedules_the_reminder(
     assert services.jobs is not None
     job_ids = [key for key in await services.jobs.keys("arq:job:classroom_remind:*")]
     assert len(job_ids) == 1
-    assert "您已报名" in await tap(wechat, "CLASSROOM")
+    assert "您已报名" in await wechat.tap("CLASSROOM")
 
 
 async def test_reminder_job_checks_the_seat_when_it_runs(
@@ -139,7 +138,7 @@ async def test_full_activity_refuses_the_next_citizen(
     held = await activity(capacity=1)
     await classroom.sign_up(services, held.id, "o-first")
 
-    listing = await tap(wechat, "CLASSROOM")
+    listing = await wechat.tap("CLASSROOM")
     detail = await wechat.say("1")
 
     assert "已满（1 位）" in listing
@@ -248,7 +247,7 @@ async def test_admin_creates_changes_and_cancels_an_activity(
     assert (refused["error"], refused["signed_up"]) == ("capacity_below_sign_ups", 2)
     assert (grown["capacity"], grown["seats_left"]) == (4, 2)
     assert cancelled["status"] == "cancelled"
-    assert "防诈骗讲座" not in await tap(wechat, "CLASSROOM")
+    assert "防诈骗讲座" not in await wechat.tap("CLASSROOM")
     clock.move_to(local(6, 18, 1))
     assert await classroom.remind_due({"services": services}) == 0
 

@@ -16,7 +16,6 @@ from models.feedback import Complaint, parse_case_no
 from models.notice import Notice
 from tests.bot.test_staff_api import ADMIN, W01, post
 from tests.conftest import OPENID, WeChat
-from tests.handlers.test_evaluation import tap
 from tests.models.test_queue import MONDAY_10, local
 
 _pictures = iter(range(10**6))
@@ -57,7 +56,7 @@ def test_case_numbers_are_read_however_typed(text: str, expected: Any) -> None:
 async def test_write_attach_and_submit_gives_a_case_number(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    intro = await tap(wechat, "COMPLAINT")
+    intro = await wechat.tap("COMPLAINT")
     assert "提交" in intro
 
     draft = await wechat.say("周一上午2号窗口工作人员离岗半小时")
@@ -101,7 +100,7 @@ async def test_words_after_the_keyword_start_the_draft(
 async def test_too_short_text_is_not_submitted(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
 
     assert "至少" in await wechat.say("太慢")
     assert "至少" in await wechat.say("提交")
@@ -109,7 +108,7 @@ async def test_too_short_text_is_not_submitted(
 
 
 async def test_cancel_leaves_nothing(wechat: WeChat, clock: time_machine.Coordinates) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
     await wechat.say("等候区空调太冷了")
     await send_picture(wechat)
 
@@ -124,7 +123,7 @@ async def test_cancel_leaves_nothing(wechat: WeChat, clock: time_machine.Coordin
 async def test_service_word_while_writing_is_not_added(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
     await wechat.say("等候区空调太冷了")
 
     reply = await wechat.say("取号")
@@ -135,7 +134,7 @@ async def test_service_word_while_writing_is_not_added(
 
 
 async def test_tenth_picture_is_refused(wechat: WeChat, clock: time_machine.Coordinates) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
     for _ in range(9):
         await send_picture(wechat)
 
@@ -150,7 +149,7 @@ async def test_tenth_picture_is_refused(wechat: WeChat, clock: time_machine.Coor
 async def test_look_up_shows_state_then_the_pushed_answer(
     app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
     await wechat.say("停车场指示牌看不清楚")
     case_no = case_no_in(await wechat.say("提交"))
     complaint = await Complaint.get()
@@ -207,7 +206,7 @@ async def test_citizen_sees_only_their_own_cases(
 async def test_admin_lists_open_cases_with_pictures(
     app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
     await send_picture(wechat)
     await wechat.say("饮水机没有热水")
     await wechat.say("提交")
@@ -225,7 +224,7 @@ async def test_admin_lists_open_cases_with_pictures(
 async def test_voice_message_writes_the_draft(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
 
     reply = await wechat.send(Platform.voice(OPENID, "希望周末多开几个窗口。"))
 
@@ -235,7 +234,7 @@ async def test_voice_message_writes_the_draft(
 async def test_stale_draft_times_out_politely(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "COMPLAINT")
+    await wechat.tap("COMPLAINT")
     await wechat.say("自助打印机卡纸了")
     clock.shift(11 * 60)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -24,22 +22,12 @@ from tests.bot.test_staff_api import ADMIN, W01, post
 from tests.conftest import OPENID, WeChat
 from tests.models.test_queue import MONDAY_10, local, take
 
-_taps = itertools.count(1)
-
 
 @pytest.fixture
 def clock() -> Iterator[time_machine.Coordinates]:
     """Monday 2 March 2026, 10:00 in the hall."""
     with time_machine.travel(MONDAY_10, tick=False) as traveller:
         yield traveller
-
-
-async def tap(wechat: WeChat, key: str) -> str:
-    """Tap a menu entry; with the clock frozen, each tap still gets its own CreateTime."""
-    create_time = int(time.time()) + next(_taps)
-    reply = await wechat.send(Platform.event(wechat.openid, "CLICK", create_time, EventKey=key))
-    assert reply is not None
-    return str(reply["Content"])
 
 
 async def finish_by_staff(client: TestClient, openid: str | None = OPENID) -> Ticket:
@@ -302,7 +290,7 @@ async def test_menu_lists_services_of_the_last_days(
     second = await finish_by_staff(app_client, OPENID)
     await Ticket.filter(id=first.id).update(openid=OPENID)
 
-    listing = await tap(wechat, "EVALUATION")
+    listing = await wechat.tap("EVALUATION")
 
     assert first.number in listing and second.number in listing
     assert "对中心整体服务" in listing
@@ -325,7 +313,7 @@ async def test_bare_rating_days_later_goes_through_the_menu(
     assert "回复“评价”" in reply
     assert "到厅签到" in number  # the help list's fifth entry, not a rating
     assert (await Evaluation.get(ticket_id=ticket.id)).level is None
-    listing = await tap(wechat, "EVALUATION")
+    listing = await wechat.tap("EVALUATION")
     assert ticket.number in listing and "打分" in listing
 
 
@@ -371,7 +359,7 @@ async def test_monthly_bad_review_rate(
 async def test_hall_comment_without_a_level(
     app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    intro = await tap(wechat, "EVALUATION")
+    intro = await wechat.tap("EVALUATION")
     assert "没有待评价的服务" in intro
 
     reply = await wechat.say("导办台的志愿者很热情")
@@ -393,7 +381,7 @@ async def test_number_after_a_timed_out_list_is_not_a_rating(
     app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
     ticket = await finish_by_staff(app_client)
-    await tap(wechat, "QUEUE_TAKE")
+    await wechat.tap("QUEUE_TAKE")
     clock.move_to(MONDAY_10 + timedelta(minutes=30))
 
     reply = await wechat.say("2")
@@ -411,7 +399,7 @@ async def test_turned_off_invitation_is_not_sent(
 
     notice = await Notice.get(ref=f"ticket:{ticket.id}", kind="service_rate_invite")
     assert (notice.status, notice.last_error) == ("skipped", "turned off")
-    assert "打分" in await tap(wechat, "EVALUATION")
+    assert "打分" in await wechat.tap("EVALUATION")
 
 
 async def test_spoken_score_rates_the_service(
@@ -450,5 +438,5 @@ async def test_number_without_an_invitation_picks_from_the_help_list(
     """A score the help list's numbers would have shadowed: with no invitation, they pick."""
     reply = await wechat.say("3")
 
-    assert reply == await tap(wechat, "QUEUE_STATUS")
+    assert reply == await wechat.tap("QUEUE_STATUS")
     assert not await Evaluation.exists()

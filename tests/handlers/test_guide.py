@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,22 +23,12 @@ from tests.conftest import OPENID, WeChat
 from tests.handlers import assert_whole_reply
 from tests.models.test_queue import MONDAY_10
 
-_taps = itertools.count(1)
-
 
 @pytest.fixture
 def monday_10() -> Iterator[time_machine.Coordinates]:
     """Monday 10:00 in the hall: numbers can be taken and slots booked."""
     with time_machine.travel(MONDAY_10, tick=False) as traveller:
         yield traveller
-
-
-async def tap(wechat: WeChat, key: str) -> str:
-    """Tap a menu entry; each tap gets its own CreateTime, even with the clock frozen."""
-    create_time = int(time.time()) + next(_taps)
-    reply = await wechat.send(Platform.event(OPENID, "CLICK", create_time, EventKey=key))
-    assert reply is not None
-    return str(reply["Content"])
 
 
 def services_seen(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -363,7 +351,7 @@ async def test_book_from_an_item_goes_to_its_category(
     wechat: WeChat, caplog: pytest.LogCaptureFixture, monday_10: time_machine.Coordinates
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.app")
-    await tap(wechat, "GUIDE_SEARCH")
+    await wechat.tap("GUIDE_SEARCH")
     await wechat.say("开公司")
 
     text = await wechat.say("预约")
@@ -377,7 +365,7 @@ async def test_queue_from_an_item_goes_to_its_category(
     wechat: WeChat, caplog: pytest.LogCaptureFixture, monday_10: time_machine.Coordinates
 ) -> None:
     caplog.set_level(logging.INFO, logger="bot.app")
-    await tap(wechat, "GUIDE_SEARCH")
+    await wechat.tap("GUIDE_SEARCH")
     await wechat.say("开公司")
 
     text = await wechat.say("取号")
@@ -412,7 +400,7 @@ async def test_a_number_after_the_guide_timed_out_is_told_so(
     wechat: WeChat, settings: Settings
 ) -> None:
     with time_machine.travel(MONDAY_10, tick=False) as clock:
-        await tap(wechat, "GUIDE_SEARCH")
+        await wechat.tap("GUIDE_SEARCH")
         await wechat.say("执照")
         clock.shift(settings.dialog_ttl_s + 1)
 

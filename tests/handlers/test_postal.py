@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -20,15 +18,6 @@ from tests.models.test_application import NUMBER, imported, row
 
 ADDRESS = "广东省东莞市松山湖园区新城路1号2栋301室"
 ADMIN = {"Authorization": "Bearer tok-admin"}
-_taps = itertools.count(1)
-
-
-async def tap(wechat: WeChat, key: str) -> str:
-    """Tap a menu entry with its own CreateTime: the same tap twice in a second is a retry."""
-    create_time = int(time.time()) + next(_taps)
-    reply = await wechat.send(Platform.event(OPENID, "CLICK", create_time, EventKey=key))
-    assert reply is not None
-    return str(reply["Content"])
 
 
 async def ready(services: Services, *, is_followed: bool = True) -> Application:
@@ -39,7 +28,7 @@ async def ready(services: Services, *, is_followed: bool = True) -> Application:
 
 
 async def ask_for_post(wechat: WeChat) -> str:
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
     await wechat.say(ADDRESS)
     await wechat.say("138 0013 8000")
     return await wechat.say("确认")
@@ -50,7 +39,7 @@ async def test_ready_certificate_is_posted_in_four_replies(
 ) -> None:
     application = await ready(services)
 
-    asked = await tap(wechat, "CERT_MAIL")
+    asked = await wechat.tap("CERT_MAIL")
     phone = await wechat.say(ADDRESS)
     confirm = await wechat.say("138 0013 8000")
     done = await wechat.say("确认")
@@ -76,7 +65,7 @@ async def test_an_address_that_cannot_be_posted_to_is_asked_again(
     wechat: WeChat, services: Services, address: str
 ) -> None:
     await ready(services)
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
 
     text = await wechat.say(address)
 
@@ -90,7 +79,7 @@ async def test_a_phone_that_is_no_mainland_mobile_is_asked_again(
     wechat: WeChat, services: Services, phone: str
 ) -> None:
     await ready(services)
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
     await wechat.say(ADDRESS)
 
     text = await wechat.say(phone)
@@ -103,7 +92,7 @@ async def test_change_at_the_confirmation_asks_for_the_address_again(
     wechat: WeChat, services: Services
 ) -> None:
     await ready(services)
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
     await wechat.say(ADDRESS)
     await wechat.say("13800138000")
 
@@ -119,7 +108,7 @@ async def test_change_at_the_confirmation_asks_for_the_address_again(
 
 async def test_cancel_keeps_nothing(wechat: WeChat, services: Services) -> None:
     await ready(services)
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
     await wechat.say(ADDRESS)
 
     text = await wechat.say("取消")
@@ -133,7 +122,7 @@ async def test_without_a_followed_application_the_number_and_phone_find_it(
 ) -> None:
     await ready(services, is_followed=False)
 
-    first = await tap(wechat, "CERT_MAIL")
+    first = await wechat.tap("CERT_MAIL")
     asked = await wechat.say(f"{NUMBER} 8000")
 
     assert "暂时没有可以申请邮寄的证照" in first
@@ -145,7 +134,7 @@ async def test_a_certificate_not_ready_cannot_be_posted(
     wechat: WeChat, services: Services
 ) -> None:
     await imported(services, row("received", 9))
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
 
     text = await wechat.say(f"{NUMBER} 8000")
 
@@ -157,7 +146,7 @@ async def test_a_certificate_handed_over_in_person_only_cannot_be_posted(
     wechat: WeChat, services: Services
 ) -> None:
     await imported(services, row("received", 9), row("ready", 15, is_mailable="false"))
-    await tap(wechat, "CERT_MAIL")
+    await wechat.tap("CERT_MAIL")
 
     text = await wechat.say(f"{NUMBER} 8000")
 
@@ -184,7 +173,7 @@ async def test_several_ready_certificates_are_offered_by_number(
     await imported(services, other)
     await applications.find_for_citizen(services, "SL2026030200099", "8000", OPENID)
 
-    listing = await tap(wechat, "CERT_MAIL")
+    listing = await wechat.tap("CERT_MAIL")
     asked = await wechat.say("2")
 
     assert "1. 护照（SL2026030200099）" in listing
@@ -205,7 +194,7 @@ async def test_tracking_number_entered_by_staff_is_pushed_and_shown(
         headers=ADMIN,
         json={"carrier": "EMS", "tracking_no": "1100000000001"},
     )
-    text = await tap(wechat, "CERT_MAIL")
+    text = await wechat.tap("CERT_MAIL")
 
     assert response.status == 200
     notice = await Notice.get(kind="certificate_mailed")

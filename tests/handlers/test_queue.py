@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -32,17 +30,6 @@ def clock() -> Iterator[time_machine.Coordinates]:
         yield traveller
 
 
-_taps = itertools.count(1)
-
-
-async def tap(wechat: WeChat, key: str) -> str:
-    """Tap a menu entry; with the clock frozen, each tap still gets its own CreateTime."""
-    create_time = int(time.time()) + next(_taps)
-    reply = await wechat.send(Platform.event(OPENID, "CLICK", create_time, EventKey=key))
-    assert reply is not None
-    return str(reply["Content"])
-
-
 def index_of(listing: str, hall: str, category: str) -> str:
     """Return the number the list gives a category under a hall's heading."""
     section = listing.split(f"【{hall}】", 1)[1].split("【", 1)[0]
@@ -51,7 +38,7 @@ def index_of(listing: str, hall: str, category: str) -> str:
 
 
 async def take_by_chat(wechat: WeChat, category: str = "民生服务") -> str:
-    listing = await tap(wechat, "QUEUE_TAKE")
+    listing = await wechat.tap("QUEUE_TAKE")
     return await wechat.say(index_of(listing, "松山湖市民服务中心", category))
 
 
@@ -59,7 +46,7 @@ async def test_two_taps_give_a_number_with_the_wait(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
     await take("o-before")
-    listing = await tap(wechat, "QUEUE_TAKE")
+    listing = await wechat.tap("QUEUE_TAKE")
     assert "【松山湖市民服务中心】" in listing and "【社区服务中心分厅】" in listing
 
     reply = await wechat.say(index_of(listing, "松山湖市民服务中心", "民生服务"))
@@ -101,7 +88,7 @@ async def test_voice_works_like_typing(wechat: WeChat, clock: time_machine.Coord
 async def test_unknown_choice_asks_again_and_keeps_the_list(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "QUEUE_TAKE")
+    await wechat.tap("QUEUE_TAKE")
 
     again = await wechat.say("99")
 
@@ -112,7 +99,7 @@ async def test_unknown_choice_asks_again_and_keeps_the_list(
 async def test_choice_by_category_name_in_the_dialog(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
-    await tap(wechat, "QUEUE_TAKE")
+    await wechat.tap("QUEUE_TAKE")
 
     assert "C001" in await wechat.say("工程建设")
 
@@ -122,7 +109,7 @@ async def test_closed_hall_refuses_with_its_hours(
 ) -> None:
     clock.move_to(local(2, 20).astimezone(UTC_HOST))
 
-    reply = await tap(wechat, "QUEUE_TAKE")
+    reply = await wechat.tap("QUEUE_TAKE")
 
     assert "不在取号时间" in reply and "明天 09:00" in reply
     assert not await Ticket.exists()
@@ -133,7 +120,7 @@ async def test_hall_about_to_close_refuses(
 ) -> None:
     clock.move_to(local(2, 17, 45).astimezone(UTC_HOST))
 
-    reply = await tap(wechat, "QUEUE_TAKE")
+    reply = await wechat.tap("QUEUE_TAKE")
 
     assert "18:00 下班" in reply
     assert not await Ticket.exists()
@@ -172,7 +159,7 @@ async def test_status_shows_people_ahead_wait_and_windows(
     await take_by_chat(wechat)
     await opened("W01")
 
-    reply = await tap(wechat, "QUEUE_STATUS")
+    reply = await wechat.tap("QUEUE_STATUS")
 
     assert "A004" in reply
     assert "前面还有 3 人" in reply
@@ -195,7 +182,7 @@ async def test_status_of_a_called_ticket_names_the_window(
     window = await opened("W02")
     await queue.call_next(window, MONDAY_10, "W02")
 
-    reply = await tap(wechat, "QUEUE_STATUS")
+    reply = await wechat.tap("QUEUE_STATUS")
 
     assert "请立即到2号窗口办理" in reply
 
@@ -252,7 +239,7 @@ async def test_missed_ticket_requeues_once_by_chat(
     ticket = await queue.call_next(window, MONDAY_10, "W01")
     assert ticket is not None
     await queue.mark_missed(window, ticket.id, MONDAY_10, "W01", queue_rules.queue_rules())
-    assert "重排A001" in await tap(wechat, "QUEUE_STATUS")
+    assert "重排A001" in await wechat.tap("QUEUE_STATUS")
 
     reply = await wechat.say("重排A001")
 
@@ -294,7 +281,7 @@ async def test_taking_at_07_30_beijing_counts_for_the_beijing_day(
     assert "A001" in reply
     assert services.today() == date(2026, 3, 3)
     assert (await Ticket.get(openid=OPENID)).local_day == date(2026, 3, 3)
-    assert "A001" in await tap(wechat, "QUEUE_STATUS")
+    assert "A001" in await wechat.tap("QUEUE_STATUS")
 
 
 async def test_holiday_refusal_names_the_holiday_and_the_next_opening(
@@ -302,7 +289,7 @@ async def test_holiday_refusal_names_the_holiday_and_the_next_opening(
 ) -> None:
     clock.move_to(datetime(2026, 5, 1, 2, tzinfo=UTC))  # 10:00 in Beijing, 劳动节
 
-    reply = await tap(wechat, "QUEUE_TAKE")
+    reply = await wechat.tap("QUEUE_TAKE")
 
     assert "今天不开放（劳动节）" in reply
     assert "下次开放：周三 09:00" in reply  # 劳动节 lasts to Tuesday 5 May
@@ -313,7 +300,7 @@ async def test_category_name_with_several_halls_is_accepted(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
     """民生服务 is served at several halls: the name typed in the list takes the main hall's."""
-    await tap(wechat, "QUEUE_TAKE")
+    await wechat.tap("QUEUE_TAKE")
 
     reply = await wechat.say("民生服务")
 
@@ -337,12 +324,12 @@ async def test_other_question_mid_dialog_routes_afresh(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
     """Words that are no option leave the list and are answered as if it were not open."""
-    await tap(wechat, "QUEUE_TAKE")
+    await wechat.tap("QUEUE_TAKE")
 
     hours = await wechat.say("几点开门")
 
     assert "开放时间】" in hours and "没有找到这个选项" not in hours
-    await tap(wechat, "QUEUE_TAKE")
+    await wechat.tap("QUEUE_TAKE")
     relisted = await wechat.send(Platform.voice(OPENID, "我想取号。"))
     assert relisted is not None and "请回复序号" in relisted["Content"]
     assert "没有找到这个选项" in await wechat.say("99")
@@ -354,7 +341,7 @@ async def test_outside_remote_hours_the_list_is_not_shown(
     """With no hall taking numbers, say so at once, with when and what to do, not a list."""
     clock.move_to(local(2, 20).astimezone(UTC_HOST))
 
-    reply = await tap(wechat, "QUEUE_TAKE")
+    reply = await wechat.tap("QUEUE_TAKE")
 
     assert "暂时不能取号" in reply and "下次开放：明天 09:00" in reply and "预约" in reply
     assert "请回复序号" not in reply and "1." not in reply
@@ -389,13 +376,13 @@ async def test_wait_minutes_not_shown_while_no_window_calls_the_category(
     """ "约 5 分钟" next to "该业务窗口暂未开始叫号" promised a wait nobody is serving."""
     await take("o-before")
     taken = await take_by_chat(wechat)
-    status = await tap(wechat, "QUEUE_STATUS")
+    status = await wechat.tap("QUEUE_STATUS")
 
     for reply in (taken, status):
         assert "前面还有 1 人" in reply and "暂未开始叫号" in reply
         assert "分钟" not in reply and "估算等候时间" in reply
     await opened("W01")
-    assert "预计等候约 15 分钟" in await tap(wechat, "QUEUE_STATUS")
+    assert "预计等候约 15 分钟" in await wechat.tap("QUEUE_STATUS")
 
 
 async def test_status_with_nobody_ahead_says_so_not_zero_people(
@@ -404,6 +391,6 @@ async def test_status_with_nobody_ahead_says_so_not_zero_people(
     """Taking said 前面没有人在等; 排队进度 then said 前面还有 0 人."""
     await take_by_chat(wechat)
 
-    status = await tap(wechat, "QUEUE_STATUS")
+    status = await wechat.tap("QUEUE_STATUS")
 
     assert "前面没有人在等" in status and "前面还有 0 人" not in status

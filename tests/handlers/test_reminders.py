@@ -16,7 +16,6 @@ from models.notice import Notice
 from models.preferences import OPTIONAL_NOTICES
 from models.queue_rules import queue_rules
 from tests.conftest import OPENID, WeChat
-from tests.handlers.test_evaluation import tap
 from tests.models.test_queue import MONDAY_10
 
 
@@ -27,14 +26,14 @@ def clock() -> Iterator[time_machine.Coordinates]:
 
 
 async def test_settings_show_the_defaults(wechat: WeChat) -> None:
-    reply = await tap(wechat, "REMINDERS")
+    reply = await wechat.tap("REMINDERS")
 
     assert "前面剩 3 人时提醒（默认）" in reply
     assert "快到号提醒开" in reply and "中文" in reply
 
 
 async def test_threshold_is_the_one_the_queue_reads(wechat: WeChat) -> None:
-    await tap(wechat, "REMINDERS")
+    await wechat.tap("REMINDERS")
     asked = await wechat.say("1")
     set_to = await wechat.say("5")
 
@@ -46,7 +45,7 @@ async def test_threshold_is_the_one_the_queue_reads(wechat: WeChat) -> None:
 
 @pytest.mark.parametrize("typed", ["0", "11", "三"])
 async def test_threshold_out_of_range_is_refused(wechat: WeChat, typed: str) -> None:
-    await tap(wechat, "REMINDERS")
+    await wechat.tap("REMINDERS")
     await wechat.say("1")
 
     reply = await wechat.say(typed)
@@ -64,7 +63,7 @@ async def test_threshold_typed_directly(wechat: WeChat) -> None:
 
 
 async def test_turned_off_notice_is_not_sent(wechat: WeChat, services: Services) -> None:
-    await tap(wechat, "REMINDERS")
+    await wechat.tap("REMINDERS")
     listing = await wechat.say("2")
     index = OPTIONAL_NOTICES.index("classroom_reminder") + 1
     off = await wechat.say(str(index))
@@ -112,7 +111,7 @@ async def test_lost_language_cache_is_put_back(wechat: WeChat, services: Service
     await wechat.say("English")
     await services.redis.delete(keys.citizen_key(OPENID))
 
-    reply = await tap(wechat, "REMINDERS")
+    reply = await wechat.tap("REMINDERS")
 
     assert "Reminders" in reply
     assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
@@ -141,7 +140,7 @@ async def test_unfollow_forgets_the_choices(wechat: WeChat) -> None:
 
 
 async def test_leaving_the_settings(wechat: WeChat) -> None:
-    await tap(wechat, "REMINDERS")
+    await wechat.tap("REMINDERS")
 
     assert "设置已保存" in await wechat.say("完成")
     assert "没能理解" in await wechat.say("完成")
