@@ -71,14 +71,6 @@ async def test_an_error_fails_only_its_own_caller(redis: aioredis.Redis) -> None
     assert isinstance(bad, Exception)
 
 
-async def test_delayed_batch_is_sent_on_drain(redis: aioredis.Redis) -> None:
-    batch = RedisBatch(redis, delay_s=60)
-    future = batch.execute(("SET", "late", "1"))
-    await batch.drain()
-    assert future.result() == [True]
-    assert await redis.get("late") == "1"
-
-
 async def test_commands_queued_during_a_round_trip_share_the_next(redis: aioredis.Redis) -> None:
     batch = RedisBatch(redis)
     first = batch.execute(("SET", "a", "1"))
