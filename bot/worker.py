@@ -72,6 +72,25 @@ MAX_JOBS = 20
 STOP_GRACE_S = 5
 
 
+class HideJobArguments(logging.Filter):
+    """Keep arq's "job started" line but not its arguments: they carry openids and notice values.
+
+    arq has no switch for it; its results are kept out with `log_results=False`.
+    """
+
+    STARTED = "%6.2fs → %s(%s)%s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.STARTED and isinstance(record.args, tuple) and len(record.args) == 4:
+            waited, ref, _arguments, extra = record.args
+            record.args = (waited, ref, "…", extra)
+        return True
+
+
+HIDE_JOB_ARGUMENTS = HideJobArguments()
+logging.getLogger(arq_worker.__name__).addFilter(HIDE_JOB_ARGUMENTS)
+
+
 def connect_jobs(settings: Settings, redis: aioredis.Redis) -> ArqRedis:
     """Return the job queue's client: on REDIS_URL, or on the stand-in server behind `redis`."""
     if settings.redis_url:
@@ -109,6 +128,7 @@ def build_worker(
         max_jobs=MAX_JOBS,
         burst=burst,
         keep_result=0,
+        log_results=False,
         timezone=settings.tz,  # type: ignore[arg-type]  # arq only calls datetime.now(tz)
     )
 

@@ -202,8 +202,9 @@ async def sign_up(services: Services, activity_id: int, openid: str) -> Activity
                 .using_db(conn)
                 .update(signed_up=F("signed_up") + 1)
             )
+            seat = None
             if taken:
-                await SignUp.create(
+                seat = await SignUp.create(
                     using_db=conn, activity_id=activity_id, openid=openid, created_at=now
                 )
     except IntegrityError:
@@ -211,12 +212,12 @@ async def sign_up(services: Services, activity_id: int, openid: str) -> Activity
     activity = await Activity.get_or_none(id=activity_id)
     if activity is None:
         raise ActivityNotFound()
-    if not taken:
+    if seat is None:
         if activity.status != "open" or now >= closes_at(activity, rules):
             raise SignUpClosed(title=activity.title)
         raise ActivityFull(title=activity.title)
     log.info("classroom sign-up activity=%d seats_left=%d", activity.id, activity.seats_left)
-    await schedule_reminder(services, activity, openid)
+    await schedule_reminder(services, activity, seat)
     return activity
 
 
@@ -284,11 +285,12 @@ def reminder_due(
     return datetime.combine(day_before, rules.remind_at, tz)
 
 
-def _job_id(activity: Activity, openid: str) -> str:
-    return f"{REMIND_JOB_PREFIX}{activity.id}:{openid}:{int(activity.starts_at.timestamp())}"
+# Job ids and notice refs name the seat, not the citizen: both reach the logs.
+def _job_id(activity: Activity, seat: SignUp) -> str:
+    return f"{REMIND_JOB_PREFIX}{activity.id}:{seat.id}:{int(activity.starts_at.timestamp())}"
 
 
-async def schedule_reminder(services: Services, activity: Activity, openid: str) -> bool:
+async def schedule_reminder(services: Services, activity: Activity, seat: SignUp) -> bool:
     """Queue the reminder job for the day before; False when its moment has passed already."""
     due = reminder_due(activity, services.settings.tz)
     if due <= services.now() or services.jobs is None:
@@ -297,9 +299,9 @@ async def schedule_reminder(services: Services, activity: Activity, openid: str)
         job = await services.jobs.enqueue_job(
             REMIND_JOB,
             activity.id,
-            openid,
+            seat.id,
             int(activity.starts_at.timestamp()),
-            _job_id=_job_id(activity, openid),
+            _job_id=_job_id(activity, seat),
             _defer_until=due,
         )
     except (RedisError, OSError) as exc:
@@ -309,7 +311,7 @@ async def schedule_reminder(services: Services, activity: Activity, openid: str)
     return job is not None
 
 
-async def remind(ctx: dict[str, Any], activity_id: int, openid: str, starts_ts: int) -> bool:
+async def remind(ctx: dict[str, Any], activity_id: int, seat_id: int, starts_ts: int) -> bool:
     """Remind one citizen (arq job), if they still hold the seat and the time still stands."""
     services: Services = ctx["services"]
     activity = await Activity.get_or_none(id=activity_id)
@@ -317,22 +319,23 @@ async def remind(ctx: dict[str, Any], activity_id: int, openid: str, starts_ts: 
         return False
     if int(activity.starts_at.timestamp()) != starts_ts or activity.starts_at <= services.now():
         return False  # moved: the reschedule queued a job for the new time
-    if not await SignUp.filter(activity_id=activity_id, openid=openid).exists():
-        return False
-    return await _notify(services, activity, openid)
+    seat = await SignUp.get_or_none(id=seat_id, activity_id=activity_id)
+    if seat is None:
+        return False  # given back
+    return await _notify(services, activity, seat)
 
 
-async def _notify(services: Services, activity: Activity, openid: str) -> bool:
+async def _notify(services: Services, activity: Activity, seat: SignUp) -> bool:
     starts = activity.starts_at.astimezone(services.settings.tz)
     values = {
         "activity": activity.title,
         "place": activity.place,
         "starts_at": starts.strftime("%Y-%m-%d %H:%M"),
     }
-    ref = f"classroom:{activity.id}:{openid}:{starts:%m%d%H%M}"
+    ref = f"classroom:{activity.id}:{seat.id}:{starts:%m%d%H%M}"
     try:
         return await push.notify(
-            services, kind="classroom_reminder", openid=openid, ref=ref, values=values
+            services, kind="classroom_reminder", openid=seat.openid, ref=ref, values=values
         )
     except RedisError:
         log.warning("classroom reminder not queued activity=%d", activity.id)
@@ -352,10 +355,8 @@ async def remind_due(ctx: dict[str, Any]) -> int:
         due = reminder_due(activity, tz)
         if not due <= now < due + SWEEP_LOOKBACK:
             continue
-        for openid in await SignUp.filter(activity_id=activity.id).values_list(
-            "openid", flat=True
-        ):
-            sent += await _notify(services, activity, str(openid))
+        for seat in await SignUp.filter(activity_id=activity.id):
+            sent += await _notify(services, activity, seat)
     if sent:
         log.info("classroom reminders swept count=%d", sent)
     return sent
@@ -388,10 +389,8 @@ async def update_activity(
         await Activity.filter(id=activity.id).update(**values)
     await activity.refresh_from_db()
     if moved:
-        for openid in await SignUp.filter(activity_id=activity.id).values_list(
-            "openid", flat=True
-        ):
-            await schedule_reminder(services, activity, str(openid))
+        for seat in await SignUp.filter(activity_id=activity.id):
+            await schedule_reminder(services, activity, seat)
     return activity
 
 

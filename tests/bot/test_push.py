@@ -666,3 +666,20 @@ async def test_a_claim_job_that_waited_past_the_notice_age_sends_no_stale_news(
     notice = await notice_of("ticket:42")
     assert (status, notice.status, notice.last_error) == ("failed", "failed", "too old to send")
     assert templates_to(standin) == []
+
+
+async def test_job_start_log_line_keeps_no_openid(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """arq logged each job's arguments, the citizen's openid and the notice's values with them."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+
+    assert await soon(services)
+    await claimed_notice(services, "ticket:42", "ticket_called")
+    await asyncio.sleep(0.2)  # the job's start and end lines
+
+    started = [r.getMessage() for r in caplog.records if "→ notice:claim:" in r.getMessage()]
+    assert started and all(line.endswith("claim_and_send_notice(…)") for line in started)
+    assert OPENID not in caplog.text and CALLED["number"] not in caplog.text

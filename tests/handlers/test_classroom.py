@@ -86,11 +86,12 @@ async def test_reminder_job_checks_the_seat_when_it_runs(
     held = await activity()
     await sign_up_by_chat(wechat)
     starts_ts = int(held.starts_at.timestamp())
+    seat = await SignUp.get(activity_id=held.id, openid=OPENID)
     clock.move_to(local(4, 18))
     ctx = {"services": services}
 
     # The queued job may run as well, in this process's worker: either way one notice is made.
-    sent = [await classroom.remind(ctx, held.id, OPENID, starts_ts) for _ in range(2)]
+    sent = [await classroom.remind(ctx, held.id, seat.id, starts_ts) for _ in range(2)]
 
     assert sent.count(True) <= 1 and sent[1] is False
     notice = await Notice.get(kind="classroom_reminder")
@@ -106,10 +107,12 @@ async def test_reminder_after_cancelling_is_not_sent(
 ) -> None:
     held = await activity()
     await sign_up_by_chat(wechat)
+    seat = await SignUp.get(activity_id=held.id, openid=OPENID)
 
     reply = await wechat.say("取消报名")
     clock.move_to(local(4, 18))
-    sent = await classroom.remind({"services": services}, held.id, OPENID, 0)
+    starts_ts = int(held.starts_at.timestamp())
+    sent = await classroom.remind({"services": services}, held.id, seat.id, starts_ts)
     swept = await classroom.remind_due({"services": services})
 
     assert "已取消报名" in reply
@@ -117,6 +120,24 @@ async def test_reminder_after_cancelling_is_not_sent(
     assert held.signed_up == 0
     assert (sent, swept) == (False, 0)
     assert not await Notice.filter(kind="classroom_reminder").exists()
+
+
+async def test_reminder_job_id_and_notice_ref_name_no_openid(
+    wechat: WeChat, services: Services, clock: time_machine.Coordinates
+) -> None:
+    """Both reach the logs (arq's job lines, the push log); they named the citizen's openid."""
+    held = await activity()
+    await sign_up_by_chat(wechat)
+    assert services.jobs is not None
+    job_ids = [key for key in await services.jobs.keys("arq:job:classroom_remind:*")]
+    clock.move_to(local(4, 18, 5))
+
+    assert await classroom.remind_due({"services": services}) == 1
+
+    notice = await Notice.get(kind="classroom_reminder")
+    assert job_ids and notice.openid == OPENID
+    assert all(OPENID.encode() not in key for key in job_ids) and OPENID not in notice.ref
+    assert notice.ref.startswith(f"classroom:{held.id}:")
 
 
 async def test_sweep_sends_a_reminder_whose_job_was_lost(
@@ -297,7 +318,9 @@ async def test_moving_an_activity_moves_its_reminder(
     clock.move_to(local(5, 18))
     ctx = {"services": services}
 
-    assert await classroom.remind(ctx, held.id, OPENID, old_ts) is False
-    await classroom.remind(ctx, held.id, OPENID, int(held.starts_at.timestamp()))
+    seat = await SignUp.get(activity_id=held.id, openid=OPENID)
+
+    assert await classroom.remind(ctx, held.id, seat.id, old_ts) is False
+    await classroom.remind(ctx, held.id, seat.id, int(held.starts_at.timestamp()))
     notice = await Notice.get(kind="classroom_reminder")
     assert notice.data["fields"]["time3"] == "2026-03-06 14:00"
