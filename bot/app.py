@@ -30,7 +30,7 @@ from bot.protocol import (
 )
 from bot.redis_conn import RedisBatch, connect_redis
 from bot.services import Services
-from bot.texts import Texts
+from bot.texts import DEFAULT_LANGUAGE, Texts
 from bot.wechat_api import WeChatAPI
 from bot.worker import WorkerBeside, connect_jobs
 from config.settings import Settings
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, with_database: bool = True) -> web.Applica
         settings.token, settings.app_id, settings.aes_key, settings.aes_key_previous
     )
     app[LATE_REPLIES] = set()
+    app[LANGUAGES_BACK] = LanguagesBack()
     if with_database:
         app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_services)
@@ -131,6 +132,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if pending:
         await asyncio.wait(pending, timeout=settings.reply_budget_s + 5)
     await app[BATCH].drain()
+    await app[LANGUAGES_BACK].close()
     if beside is not None:
         await beside.stop()
     await jobs.aclose()
@@ -172,13 +174,13 @@ async def receive(request: web.Request) -> web.Response:
 
     services = app[SERVICES]
     try:
-        claimed, stored_dialog, language = await _claim(app, incoming)
+        claimed, stored_dialog, language, kept = await _claim(app, incoming)
     except RedisError:
         # Without Redis retries cannot be told apart; answering beats a 5xx the citizen sees.
         log.exception("redis unavailable: handling without retry protection")
-        claimed, stored_dialog, language = True, None, None
-    if claimed and language is None:
-        language = await _language_from_database(services, incoming.openid)
+        claimed, stored_dialog, language, kept = True, None, await _row_language(incoming), True
+    if claimed and language is None and not kept:
+        language = await app[LANGUAGES_BACK].language_of(services, incoming.openid)
     if not claimed:
         xml = await _wait_for_first(services, incoming)
         service, is_retry = "retry", True
@@ -186,7 +188,7 @@ async def receive(request: web.Request) -> web.Response:
         dialog = Dialog(
             services.redis, incoming.openid, settings.dialog_ttl_s, stored_dialog, app[BATCH]
         )
-        ctx = Context(incoming, services, dialog, language=language or "zh")
+        ctx = Context(incoming, services, dialog, language=language or DEFAULT_LANGUAGE)
         xml = await _answer(app, ctx)
         # Not awaited: a retry that comes before the reply is stored finds it pending, waits.
         stored = app[BATCH].execute(
@@ -226,33 +228,64 @@ async def _read_arrived(request: web.Request, limit: int) -> bytes:
     return body
 
 
-async def _claim(app: web.Application, incoming: Incoming) -> tuple[bool, str | None, str | None]:
-    """Claim the delivery and load the citizen's dialog and language, in one round trip."""
-    claimed, dialog, language = await app[BATCH].execute(
+async def _claim(
+    app: web.Application, incoming: Incoming
+) -> tuple[bool, str | None, str | None, bool]:
+    """Claim the delivery and load the citizen's dialog and language, in one round trip.
+
+    The last value says whether Redis keeps every chosen language (keys.LANGUAGES_KEPT_KEY):
+    then a citizen without one in their hash has the default.
+    """
+    claimed, dialog, language, kept = await app[BATCH].execute(
         ("SET", keys.dedup_key(incoming.delivery_id), PENDING, "NX", "EX", keys.DEDUP_TTL_S),
         ("GET", keys.dialog_key(incoming.openid)),
         ("HGET", keys.citizen_key(incoming.openid), "language"),
+        ("EXISTS", keys.LANGUAGES_KEPT_KEY),
     )
-    return bool(claimed), dialog, language
+    return bool(claimed), dialog, language, bool(kept)
 
 
-async def _language_from_database(services: Services, openid: str) -> str | None:
-    """Read the language from the citizen's row when Redis has none, and cache it there.
-
-    Redis may have lost the hash (a restart without its data) or never had it (a citizen from
-    before it was kept): the row decides, once per citizen.
-    """
+async def _row_language(incoming: Incoming) -> str | None:
+    """Read the citizen's language from their row, while Redis cannot be read."""
     from models.citizen import Citizen
-    from models.preferences import cache_language
 
     try:
-        found = await Citizen.filter(openid=openid).values_list("language", flat=True)
+        found = await Citizen.filter(openid=incoming.openid).values_list("language", flat=True)
     except Exception:  # the reply matters more than its language
         log.exception("language not read")
         return None
-    language = str(found[0]) if found and found[0] else "zh"
-    await cache_language(services, openid, language)
-    return language
+    return str(found[0]) if found and found[0] else None
+
+
+class LanguagesBack:
+    """Puts the chosen languages back into a Redis that lost them, one load at a time.
+
+    Messages that arrive while a load runs wait for it instead of starting their own.
+    """
+
+    def __init__(self) -> None:
+        self._load: asyncio.Task[dict[str, str]] | None = None
+
+    async def language_of(self, services: Services, openid: str) -> str | None:
+        """Return the citizen's language from the database's (None: it could not be read)."""
+        from models import preferences
+
+        if self._load is None or self._load.done():
+            self._load = asyncio.ensure_future(preferences.keep_languages(services))
+        try:
+            chosen = await asyncio.shield(self._load)
+        except Exception:  # the reply matters more than its language
+            log.exception("languages not put back")
+            return None
+        return chosen.get(openid, DEFAULT_LANGUAGE)
+
+    async def close(self) -> None:
+        if self._load is not None and not self._load.done():
+            self._load.cancel()
+            await asyncio.gather(self._load, return_exceptions=True)
+
+
+LANGUAGES_BACK = web.AppKey("languages_back", LanguagesBack)
 
 
 def _log_store_failure(stored: asyncio.Future[list[object]]) -> None:

@@ -22,7 +22,10 @@ TOKEN_EARLY_S = 300
 
 # Cache of a citizen's follow state and language, read on every message.
 CITIZEN_PREFIX = "citizen:"
-CITIZEN_TTL_S = 3600
+# Present while every language a citizen chose (other than the default) is in their hash: a
+# hash without one then means the default, and no message reads the database for it. A Redis
+# that lost its data lost this too; the first message after puts the languages back.
+LANGUAGES_KEPT_KEY = "languages:kept"
 
 
 def dedup_key(delivery_id: str) -> str:

@@ -111,6 +111,29 @@ async def set_language(services: Services, openid: str, language: str) -> None:
     log.info("language chosen language=%s", language)
 
 
+async def keep_languages(services: Services) -> dict[str, str]:
+    """Put every chosen language from the database back into the citizens' hashes.
+
+    Then mark them kept (keys.LANGUAGES_KEPT_KEY), and return them by openid. HSETNX leaves a
+    language chosen while this ran as it was chosen.
+    """
+    rows = await Citizen.exclude(language=DEFAULT_LANGUAGE).values_list("openid", "language")
+    chosen = {str(openid): str(language) for openid, language in rows if language in LANGUAGES}
+    items = list(chosen.items())
+    for start in range(0, len(items), KEEP_CHUNK):
+        async with services.redis.pipeline(transaction=False) as pipe:
+            for openid, language in items[start : start + KEEP_CHUNK]:
+                pipe.hsetnx(keys.citizen_key(openid), "language", language)
+            await pipe.execute()
+    await services.redis.set(keys.LANGUAGES_KEPT_KEY, "1")
+    log.info("languages put back citizens=%d", len(chosen))
+    return chosen
+
+
+# Hashes written per round trip when the languages are put back.
+KEEP_CHUNK = 500
+
+
 async def cache_language(services: Services, openid: str, language: str) -> None:
     try:
         await services.redis.hset(keys.citizen_key(openid), "language", language)  # type: ignore[misc]

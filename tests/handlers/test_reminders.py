@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ import time_machine
 from bot import keys, push
 from bot.platform_sim import Platform
 from bot.services import Services
-from models import queue_flow
+from models import preferences, queue_flow
 from models.citizen import Citizen
 from models.notice import Notice
 from models.preferences import OPTIONAL_NOTICES
@@ -107,9 +108,14 @@ async def test_english_switches_replies_and_notices(wechat: WeChat, services: Se
     assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "zh"  # type: ignore[misc]
 
 
+async def lose_redis_data(services: Services, *openids: str) -> None:
+    """What a Redis restarted without its data has lost of the citizens' cache."""
+    await services.redis.delete(*map(keys.citizen_key, openids), keys.LANGUAGES_KEPT_KEY)
+
+
 async def test_lost_language_cache_is_put_back(wechat: WeChat, services: Services) -> None:
     await wechat.say("English")
-    await services.redis.delete(keys.citizen_key(OPENID))
+    await lose_redis_data(services, OPENID)
 
     reply = await wechat.tap("REMINDERS")
 
@@ -123,10 +129,51 @@ async def test_a_lost_language_cache_does_not_turn_any_reply_chinese(
     """Only 提醒设置 put the cache back: every other reply came in Chinese until then."""
     await wechat.say("English")
     before = await wechat.say("help")
-    await services.redis.delete(keys.citizen_key(OPENID))  # Redis restarted without its data
+    await lose_redis_data(services, OPENID)
 
     assert await wechat.say("help") == before
     assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "en"  # type: ignore[misc]
+
+
+async def test_a_redis_restart_puts_every_chosen_language_back_at_once(
+    wechat: WeChat, services: Services
+) -> None:
+    """The row was read per citizen on their next message: in a rush, one read per take."""
+    other = WeChat(wechat.client, wechat.platform, openid="oTEST0000000000000000000002")
+    await wechat.say("English")
+    await other.say("English")
+    await lose_redis_data(services, OPENID, other.openid)
+
+    assert "Reminders" in await wechat.tap("REMINDERS")
+
+    assert await services.redis.hget(keys.citizen_key(other.openid), "language") == "en"  # type: ignore[misc]
+    assert await services.redis.exists(keys.LANGUAGES_KEPT_KEY)
+
+
+async def test_a_new_citizen_costs_no_language_read_while_languages_are_kept(
+    wechat: WeChat, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await wechat.say("帮助")  # the first message of the process's Redis puts them back
+    loads: list[str] = []
+    original = preferences.keep_languages
+
+    async def counted(services: Services) -> dict[str, str]:
+        loads.append("load")
+        return await original(services)
+
+    monkeypatch.setattr(preferences, "keep_languages", counted)
+    newcomer = WeChat(wechat.client, wechat.platform, openid="oTEST0000000000000000000003")
+
+    assert "点击" in await newcomer.say("帮助")
+    assert loads == []
+    await lose_redis_data(services)
+    many = [
+        WeChat(wechat.client, wechat.platform, openid=f"oTEST00000000000000000001{i:02d}")
+        for i in range(6)
+    ]
+    replies = await asyncio.gather(*(citizen.say("帮助") for citizen in many))
+    assert all("点击" in reply for reply in replies)
+    assert loads == ["load"]  # one load for the messages that came while it ran
 
 
 async def test_unfollow_forgets_the_choices(wechat: WeChat) -> None:
