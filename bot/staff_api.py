@@ -19,7 +19,7 @@ from models import feedback, queue, queue_flow
 from models.hall import Category, Hall
 from models.queue import Ticket, TicketEvent, Window
 from models.queue_rules import QueueError
-from models.queue_wait import waiting_tickets
+from models.queue_wait import people_ahead, waiting_tickets
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ async def issue_onsite(request: web.Request) -> web.Response:
     category = await _category(await _body(request))
     actor = _principal(request).actor
     ticket = await queue_flow.issue_onsite(_services(request), hall, category, actor)
-    ahead = len(await waiting_tickets(hall.id, category.id, ticket.local_day)) - 1
+    ahead = await people_ahead(ticket)
     return web.json_response({**await ticket_json(ticket), "ahead": ahead}, status=201)
 
 

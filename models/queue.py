@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time as time_module
 from dataclasses import dataclass
@@ -379,16 +380,48 @@ async def issue(
     The counter row, the unique (hall, category, day, seq) and the unique active key are the
     guards, so concurrent takes in any number of processes never share a number or a place.
     """
-    rules = rules or queue_rules()
-    if source not in SOURCES:
-        raise ValueError(f"unknown ticket source {source!r}")
+    new = _NewTicket(hall, category, at, source, actor, openid, priority)
+    ticket, _ = await _issue(new, rules or queue_rules(), read_wait=False)
+    return ticket
+
+
+async def issue_and_read_wait(
+    hall: Hall, category: Category, at: datetime, *, openid: str, rules: QueueRules
+) -> tuple[Ticket, WaitReadings | None]:
+    """Issue a remote ticket; on PostgreSQL, read what its wait estimate needs on the way.
+
+    One round trip instead of two in the morning rush. None: read them afterwards
+    (models/queue_wait.py does, on SQLite).
+    """
+    new = _NewTicket(hall, category, at, "remote", "citizen", openid, 0)
+    return await _issue(new, rules, read_wait=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitReadings:
+    """What a wait estimate reads: people ahead, the recent handling time, the windows."""
+
+    ahead: int
+    handling_min: float | None
+    # (name, is open) of every window of the hall calling the category, in their order.
+    windows: list[tuple[str, bool]]
+    # The holder's "almost your turn" setting (None: the hall's default, or no holder).
+    holder_near_ahead: int | None
+
+
+async def _issue(
+    new: _NewTicket, rules: QueueRules, *, read_wait: bool
+) -> tuple[Ticket, WaitReadings | None]:
+    hall, category = new.hall, new.category
+    if new.source not in SOURCES:
+        raise ValueError(f"unknown ticket source {new.source!r}")
     if not await serves_category(hall, category):
         raise CategoryNotServed(hall=hall.name, category=category.name)
-    quota = rules.remote_quota(hall.code, category.code) if source == "remote" else None
-    new = _NewTicket(hall, category, at, source, actor, openid, priority)
+    quota = rules.remote_quota(hall.code, category.code) if new.source == "remote" else None
+    sample = rules.handling_sample if read_wait else None
     for attempt in range(2):
         try:
-            ticket = await _insert(new, quota)
+            issued = await _insert(new, quota, sample)
             break
         except IntegrityError:
             held = await Ticket.get_or_none(active_key=new.key) if new.key else None
@@ -402,12 +435,13 @@ async def issue(
         # closing job may be expiring it at this very moment: either way it is gone.
         with contextlib.suppress(WrongState):
             await change(
-                held.id, "expire", to="expired", allowed=HOLDING_STATES, at=at, actor="system"
+                held.id, "expire", to="expired", allowed=HOLDING_STATES, at=new.at, actor="system"
             )
-    if ticket is None:
+    if issued is None:
         raise QuotaUsedUp(category=category.name, hall=hall.name, quota=quota)
-    log.info("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, source)
-    return ticket
+    ticket, readings = issued
+    log.info("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, new.source)
+    return ticket, readings
 
 
 @dataclass(slots=True)
@@ -429,11 +463,16 @@ class _NewTicket:
         return local_day(self.at)
 
 
-async def _insert(new: _NewTicket, quota: int | None) -> Ticket | None:
-    """Take the number and insert the ticket and its first event at once; None: no quota."""
+async def _insert(
+    new: _NewTicket, quota: int | None, sample: int | None
+) -> tuple[Ticket, WaitReadings | None] | None:
+    """Take the number and insert the ticket and its first event at once; None: no quota.
+
+    With `sample` (the handling times to take the median of), PostgreSQL also reads the wait.
+    """
     conn = Tortoise.get_connection("default")
     if conn.capabilities.dialect == "postgres":
-        return await _insert_in_one_statement(conn, new, quota)
+        return await _insert_in_one_round_trip(conn, new, quota, sample)
     async with in_transaction() as tx:
         taken = await next_seq(tx, new.hall.id, new.category.id, new.day, quota=quota)
         if taken is None:
@@ -441,7 +480,7 @@ async def _insert(new: _NewTicket, quota: int | None) -> Ticket | None:
         seq, place = taken
         ticket = await Ticket.create(using_db=tx, **_ticket_values(new, seq, place))
         await _record(tx, ticket, "take", "", "waiting", _utc(new.at), new.actor, note=new.source)
-    return ticket
+    return ticket, None
 
 
 def _ticket_values(new: _NewTicket, seq: int, place: int) -> dict[str, Any]:
@@ -462,42 +501,17 @@ def _ticket_values(new: _NewTicket, seq: int, place: int) -> dict[str, Any]:
     }
 
 
-# On PostgreSQL the counter, the ticket and its event are one statement: one round trip, and
-# the counter row is locked only while it runs, not across a transaction's round trips.
-_ISSUE_SQL = """
-WITH counter AS (
-    INSERT INTO number_counter (hall_id, category_id, local_day, seq, remote_taken, last_place)
-    VALUES ($1, $2, $3, 1, $4, 1)
-    ON CONFLICT (hall_id, category_id, local_day) DO UPDATE
-    SET seq = number_counter.seq + 1,
-        remote_taken = number_counter.remote_taken + excluded.remote_taken,
-        last_place = number_counter.last_place + 1
-    WHERE number_counter.remote_taken + excluded.remote_taken <= $5
-    RETURNING seq, last_place
-), issued AS (
-    INSERT INTO ticket (
-        hall_id, category_id, issued_category_id, local_day, seq, number, source, priority,
-        openid, status, active_key, requeues, recalls, is_near_told, place, queued_at,
-        created_at
-    )
-    SELECT $1, $2, $2, $3, seq,
-        $6::text || CASE WHEN seq < 1000 THEN lpad(seq::text, 3, '0') ELSE seq::text END,
-        $7, $8, $9, 'waiting', $10, 0, 0, false, last_place, $11, $11
-    FROM counter
-    RETURNING id, seq, number, place
-), event AS (
-    INSERT INTO ticket_event (
-        ticket_id, action, from_status, to_status, at, actor, window_code, note
-    )
-    SELECT id, 'take', '', 'waiting', $11, $12, '', $7 FROM issued
+# On PostgreSQL the counter, the ticket, its event and the wait's readings are one call of
+# issue_ticket (models/migrations/0008_issue_ticket_function.py): one round trip, and the
+# counter row is locked only while it runs, not across a transaction's round trips.
+_ISSUE_SQL = (
+    "SELECT * FROM issue_ticket($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 )
-SELECT id, seq, number, place FROM issued
-"""
 
 
-async def _insert_in_one_statement(
-    conn: BaseDBAsyncClient, new: _NewTicket, quota: int | None
-) -> Ticket | None:
+async def _insert_in_one_round_trip(
+    conn: BaseDBAsyncClient, new: _NewTicket, quota: int | None, sample: int | None
+) -> tuple[Ticket, WaitReadings | None] | None:
     remote = 0 if quota is None else 1
     limit = 2**31 - 1 if quota is None else quota
     if remote > limit:
@@ -505,13 +519,21 @@ async def _insert_in_one_statement(
     now = _utc(new.at)
     values = [new.hall.id, new.category.id, new.day, remote, limit, new.category.prefix]
     values += [new.source, new.priority, new.openid, new.key, now, new.actor]
+    values += [sample, new.category.code, new.openid]  # a NULL sample skips the readings
     rows = await conn.execute_query_dict(_ISSUE_SQL, values)
     if not rows:
         return None
     row = rows[0]
     ticket = Ticket(id=row["id"], created_at=now, **_ticket_values(new, row["seq"], row["place"]))
     ticket._saved_in_db = True
-    return ticket
+    if sample is None:
+        return ticket, None
+    windows = [(str(name), bool(is_open)) for name, is_open in json.loads(row["windows"])]
+    minutes = row["handling_min"]
+    readings = WaitReadings(
+        int(row["ahead"]), float(minutes) if minutes else None, windows, row["near_ahead"]
+    )
+    return ticket, readings
 
 
 # Changing a ticket.

@@ -53,8 +53,10 @@ async def take(services: Services, openid: str, hall: Hall, category: Category) 
     rules = queue_rules()
     at = services.local_now()
     await queue.check_open_for_remote(hall, at, rules)
-    ticket = await queue.issue(hall, category, at, source="remote", actor="citizen", openid=openid)
-    waits = await estimate(ticket, category.code, rules, holder=openid)
+    ticket, readings = await queue.issue_and_read_wait(
+        hall, category, at, openid=openid, rules=rules
+    )
+    waits = await estimate(ticket, category.code, rules, holder=openid, readings=readings)
     threshold = _threshold(waits.holder_near_ahead, rules)
     if waits.ahead <= threshold:
         # The "taken" notice already says how few are ahead; a "near" one would repeat it.
@@ -184,11 +186,11 @@ async def queue_changed(ctx: dict[str, Any], hall_id: int, category_id: int) -> 
             continue
         values = {"number": ticket.number, "ahead": str(ahead), "hall": hall.name}
         # Already in a worker: claim and send here, not through one more job.
-        notice_id = await push.claim(
+        notice = await push.claim_to_send(
             services, kind="queue_near", openid=str(ticket.openid), ref=ticket.ref, values=values
         )
-        if notice_id is not None:
-            await push.send_claimed(ctx, notice_id)
+        if notice is not None:
+            await push.send_claimed(ctx, notice)
         told += 1
     log.info("queue change worked out hall=%d category=%d told=%d", hall_id, category_id, told)
     return told

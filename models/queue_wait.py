@@ -13,7 +13,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
 from models.citizen import Citizen
-from models.queue import HOLDING_STATES, QUEUE_ORDER, Ticket, Window
+from models.queue import HOLDING_STATES, QUEUE_ORDER, Ticket, WaitReadings, Window
 from models.queue_rules import QueueRules
 
 
@@ -83,31 +83,36 @@ class Estimate:
 
 
 async def estimate(
-    ticket: Ticket, category_code: str, rules: QueueRules, *, holder: str | None = None
+    ticket: Ticket,
+    category_code: str,
+    rules: QueueRules,
+    *,
+    holder: str | None = None,
+    readings: WaitReadings | None = None,
 ) -> Estimate:
     """Estimate a ticket's wait: people ahead x recent handling time / open windows.
 
     With `holder`, also read that citizen's "almost your turn" setting, in the same round trip.
+    `readings` taken already (with the issue, models/queue.py) save the round trip.
     """
-    conn = Tortoise.get_connection("default")
-    if conn.capabilities.dialect == "postgres":
-        inputs = await _inputs_in_one_statement(conn, ticket, category_code, rules, holder)
-    else:
-        inputs = await _inputs(ticket, category_code, rules, holder)
-    ahead, minutes, windows, chosen = inputs
-    open_windows = [name for name, is_open in windows if is_open]
+    if readings is None:
+        readings = await read_wait(ticket, category_code, rules, holder)
+    ahead = readings.ahead if ticket.status == "waiting" else 0
+    minutes = readings.handling_min or rules.default_handling_min
+    open_windows = [name for name, is_open in readings.windows if is_open]
     # Before the clerks sign in, assume every window of the category will open.
-    count = len(open_windows) or len(windows)
+    count = len(open_windows) or len(readings.windows)
     wait_min = math.ceil(ahead * minutes / max(count, 1))
+    chosen = readings.holder_near_ahead if holder is not None else None
     return Estimate(ahead, wait_min, open_windows, chosen)
 
 
-_Inputs = tuple[int, float, list[tuple[str, bool]], int | None]
-
-
-async def _inputs(
+async def read_wait(
     ticket: Ticket, category_code: str, rules: QueueRules, holder: str | None
-) -> _Inputs:
+) -> WaitReadings:
+    conn = Tortoise.get_connection("default")
+    if conn.capabilities.dialect == "postgres":
+        return await _readings_in_one_statement(conn, ticket, category_code, rules, holder)
     ahead = await people_ahead(ticket)
     windows = await windows_serving(ticket.hall_id, category_code, only_open=False)
     minutes = await handling_min(ticket.hall_id, ticket.category_id, rules)
@@ -115,11 +120,11 @@ async def _inputs(
     if holder is not None:
         citizen = await Citizen.get_or_none(openid=holder).only("id", "near_ahead")
         chosen = citizen.near_ahead if citizen else None
-    return ahead, minutes, [(w.name, w.is_open) for w in windows], chosen
+    return WaitReadings(ahead, minutes, [(w.name, w.is_open) for w in windows], chosen)
 
 
 # The same four readings in one round trip, for the morning rush on PostgreSQL.
-_INPUTS_SQL = """
+_READINGS_SQL = """
 SELECT
     (SELECT count(*) FROM ticket t
      WHERE t.hall_id = $1 AND t.category_id = $2 AND t.status = 'waiting' AND t.local_day = $3
@@ -141,21 +146,21 @@ SELECT
 """
 
 
-async def _inputs_in_one_statement(
+async def _readings_in_one_statement(
     conn: BaseDBAsyncClient,
     ticket: Ticket,
     category_code: str,
     rules: QueueRules,
     holder: str | None,
-) -> _Inputs:
+) -> WaitReadings:
     values = [ticket.hall_id, ticket.category_id, ticket.local_day, ticket.priority]
     values += [ticket.place, ticket.id, rules.handling_sample, category_code, holder or ""]
-    [row] = await conn.execute_query_dict(_INPUTS_SQL, values)
-    ahead = int(row["ahead"]) if ticket.status == "waiting" else 0
+    [row] = await conn.execute_query_dict(_READINGS_SQL, values)
     minutes = row["handling_min"]
     windows = [(str(name), bool(is_open)) for name, is_open in json.loads(row["windows"])]
-    chosen = row["near_ahead"] if holder else None
-    return ahead, float(minutes) if minutes else rules.default_handling_min, windows, chosen
+    return WaitReadings(
+        int(row["ahead"]), float(minutes) if minutes else None, windows, row["near_ahead"]
+    )
 
 
 async def tickets_of(openid: str, day: date) -> list[Ticket]:

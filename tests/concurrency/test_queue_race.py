@@ -41,6 +41,7 @@ SERVERS = 4
 CITIZENS = 1000
 CALLS = 240
 LATE_NUMBER = re.compile(rf"您的号码：({PREFIX}\d{{3,}})")
+AHEAD = re.compile(r"前面还有 (\d+) 人")
 
 
 @pytest.fixture
@@ -103,6 +104,13 @@ async def test_concurrent_takes_in_one_category_get_distinct_numbers(
     for take in takes:
         told = take.number or (late[take.openid].group(1) if late.get(take.openid) else None)
         assert told == by_citizen[take.openid], (take.openid, take.status, take.text[:60])
+    # Each is told exactly how many took a number before them: the count waits for the takes
+    # ahead to commit (a count in the issuing statement's own snapshot would miss some).
+    for take in takes:
+        if take.number:
+            seq = int(take.number[len(PREFIX) :])
+            ahead = AHEAD.search(take.text)
+            assert (int(ahead.group(1)) if ahead else 0) == seq - 1, take.text
 
 
 @pytest.mark.timeout(120)

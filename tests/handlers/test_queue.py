@@ -14,7 +14,7 @@ from bot.app import SERVICES
 from bot.platform_sim import Platform
 from bot.services import Services
 from handlers.queue import Place, _chosen
-from models import queue, queue_rules
+from models import queue, queue_flow, queue_rules
 from models.hall import Category, Hall
 from models.queue import Ticket
 from tests.conftest import OPENID, WeChat, claimed_notice
@@ -132,6 +132,7 @@ async def test_quota_used_up_refuses(
     tight = replace(queue_rules.load_rules(), quotas={"main": {"livelihood": 1}})
     monkeypatch.setattr(queue_rules, "queue_rules", lambda: tight)
     monkeypatch.setattr(queue, "queue_rules", lambda: tight)
+    monkeypatch.setattr(queue_flow, "queue_rules", lambda: tight)
     await take("o-first", rules=tight)
 
     reply = await take_by_chat(wechat)
