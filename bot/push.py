@@ -127,7 +127,7 @@ async def claim_and_send(
     services: Services = ctx["services"]
     since = datetime.fromisoformat(queued_at) if queued_at else None
     try:
-        notice_id = await claim(
+        notice = await claim_to_send(
             services, kind=kind, openid=openid, ref=ref, values=values, since=since
         )
     except ValueError:
@@ -136,20 +136,18 @@ async def claim_and_send(
         tries = int(ctx.get("job_try") or 1)
         log.warning("notice claim failed kind=%s ref=%s try=%d error=%s", kind, ref, tries, exc)
         raise Retry(defer=min(CLAIM_RETRY_S * tries, CLAIM_RETRY_MAX_S)) from exc
-    if notice_id is None:
+    if notice is None:
         return ""
-    return await send_claimed(ctx, notice_id)
+    return await send_claimed(ctx, notice)
 
 
-async def send_claimed(ctx: dict[str, Any], notice_id: int) -> str:
-    """Send a notice this job has just claimed; a failed attempt goes to a send job.
-
-    The send job, queued after the push worker's back-off, counts the attempts from there.
-    """
+async def send_claimed(ctx: dict[str, Any], notice: Notice) -> str:
+    """Send a notice this job has just claimed (`claim_to_send`); a failed attempt goes to a
+    send job, which counts the attempts from there after the push worker's back-off."""
     try:
-        return await send_notice(ctx, notice_id)
+        return await _deliver(ctx["services"], notice)
     except Retry as retry:
-        await enqueue(ctx["services"], notice_id, defer_s=(retry.defer_score or 0) / 1000)
+        await enqueue(ctx["services"], notice.id, defer_s=(retry.defer_score or 0) / 1000)
         return "retrying"
 
 
@@ -170,6 +168,34 @@ async def claim(
 
     None when it was claimed before, or when it is skipped (recorded with the reason).
     """
+    notice = await _insert_claim(services, kind, openid, ref, values, since, sending=False)
+    return None if notice is None else int(notice.id)
+
+
+async def claim_to_send(
+    services: Services,
+    *,
+    kind: str,
+    openid: str,
+    ref: str,
+    values: Mapping[str, str],
+    since: datetime | None = None,
+) -> Notice | None:
+    """Claim a notice for this worker to send at once (`send_claimed`): its row goes in as
+    being sent, attempt 1, which saves claiming it again. None as for `claim`."""
+    return await _insert_claim(services, kind, openid, ref, values, since, sending=True)
+
+
+async def _insert_claim(
+    services: Services,
+    kind: str,
+    openid: str,
+    ref: str,
+    values: Mapping[str, str],
+    since: datetime | None,
+    *,
+    sending: bool,
+) -> Notice | None:
     spec = notices.notice_book().kind(kind)
     citizen = await Citizen.get_or_none(openid=openid)
     data = spec.render(values, services.texts, citizen.language if citizen else "zh")
@@ -180,17 +206,20 @@ async def claim(
     if not reason and spec.channel == "subscribe":
         consent = await NoticeConsent.get_or_none(openid=openid, template_id=spec.template_id)
         reason = "" if consent is not None and consent.is_accepted else "no consent"
+    status = "skipped" if reason else "sending" if sending else "pending"
+    taken: dict[str, Any] = {"attempts": 1, "claimed_at": services.now()} if sending else {}
     try:
         notice = await Notice.create(
             kind=kind,
             ref=ref,
             openid=openid,
-            status="skipped" if reason else "pending",
+            status=status,
             template_id=spec.template_id,
             client_msg_id=client_msg_id(kind, ref),
             data={} if reason else data,
             last_error=reason,
             **_created_at(since),
+            **({} if reason else taken),
         )
     except IntegrityError:
         log.debug("notice already claimed kind=%s ref=%s", kind, ref)
@@ -198,7 +227,7 @@ async def claim(
     if reason:
         log.info("notice skipped kind=%s ref=%s reason=%s", kind, ref, reason)
         return None
-    return int(notice.id)
+    return notice
 
 
 async def notify_many(services: Services, items: Iterable[NoticeRequest]) -> int:
@@ -231,7 +260,6 @@ async def enqueue(services: Services, notice_id: int, *, defer_s: float | None =
 async def send_notice(ctx: dict[str, Any], notice_id: int) -> str:
     """Send one notice (arq job); return the status it ends in, or "" when it was not ours."""
     services: Services = ctx["services"]
-    book = notices.notice_book()
     now = services.now()
     claimed = await Notice.filter(
         Q(id=notice_id)
@@ -243,10 +271,15 @@ async def send_notice(ctx: dict[str, Any], notice_id: int) -> str:
             raise Retry(defer=UNSEEN_WAIT_S)
         log.debug("notice not pending notice_id=%d", notice_id)
         return ""
-    notice = await Notice.get(id=notice_id)
+    return await _deliver(services, await Notice.get(id=notice_id))
+
+
+async def _deliver(services: Services, notice: Notice) -> str:
+    """Send a notice claimed by this job; return the status it ends in."""
+    book = notices.notice_book()
     spec = book.kinds.get(notice.kind)
     max_age_s = spec.max_age_s if spec else book.delivery.max_age_s
-    if now - notice.created_at > _s(max_age_s):
+    if services.now() - notice.created_at > _s(max_age_s):
         return await _finish(services, notice, "failed", error="too old to send")
     try:
         async with asyncio.timeout(SEND_TIMEOUT_S):
