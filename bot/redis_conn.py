@@ -84,9 +84,22 @@ class RedisBatch:
     async def _send(
         self, batch: list[tuple[tuple[tuple[Any, ...], ...], asyncio.Future[list[Any]]]]
     ) -> None:
+        packed: list[bytes] = []
+        sendable = []
+        for group, future in batch:
+            try:  # a value one caller passed that cannot be packed fails that caller alone
+                packed.append(_pack(list(group)))
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            sendable.append((group, future))
+        batch = sendable
         commands = [args for group, _ in batch for args in group]
+        if not commands:
+            return
         try:
-            results = await self._round_trip(commands)
+            results = await self._round_trip(b"".join(packed), commands)
         except Exception as exc:  # a lost connection fails every request of the batch
             for _, future in batch:
                 if not future.done():
@@ -104,7 +117,7 @@ class RedisBatch:
             else:
                 future.set_result(mine)
 
-    async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _round_trip(self, packed: bytes, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send `commands` on one pooled connection and read their replies, as a pipeline does.
 
         redis-py's Pipeline costs more CPU than the round trip itself: this keeps its parts that
@@ -114,7 +127,7 @@ class RedisBatch:
         pool = self._redis.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(_pack(conn, commands), check_health=False)
+            await conn.send_packed_command(packed, check_health=False)
             results: list[Any] = []
             callbacks = self._redis.response_callbacks
             for args in commands:
@@ -133,7 +146,11 @@ class RedisBatch:
             await pool.release(conn)
 
 
-def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+def _pack(commands: list[tuple[Any, ...]]) -> bytes:
     if _pack_command is None:
-        return list(conn.pack_commands(commands))
-    return [b"".join([_pack_command(args) for args in commands])]
+        return b"".join(_PYTHON_PACKER.pack_commands(commands))
+    return b"".join([_pack_command(args) for args in commands])
+
+
+# redis-py's own packer, where hiredis is missing: it needs a connection's encoder only.
+_PYTHON_PACKER = aioredis.Connection()

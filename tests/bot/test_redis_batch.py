@@ -24,9 +24,11 @@ async def redis(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[aioredis.Redis
     CountingRedis.pipelines = 0
     real = RedisBatch._round_trip
 
-    async def counted(self: RedisBatch, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def counted(
+        self: RedisBatch, packed: bytes, commands: list[tuple[Any, ...]]
+    ) -> list[Any]:
         CountingRedis.pipelines += 1
-        return await real(self, commands)
+        return await real(self, packed, commands)
 
     monkeypatch.setattr(RedisBatch, "_round_trip", counted)
     if not TEST_REDIS_URL:
@@ -69,6 +71,24 @@ async def test_an_error_fails_only_its_own_caller(redis: aioredis.Redis) -> None
     )
     assert good == ["x"]
     assert isinstance(bad, Exception)
+
+
+async def test_a_value_that_cannot_be_packed_fails_only_its_own_caller(
+    redis: aioredis.Redis,
+) -> None:
+    """Packing the whole pipeline at once failed every caller sharing it."""
+    await redis.set("text", "x")
+    batch = RedisBatch(redis)
+    good, bad, also_good = await asyncio.gather(
+        batch.execute(("GET", "text")),
+        batch.execute(("SET", "other", None)),
+        batch.execute(("SET", "third", "y"), ("GET", "third")),
+        return_exceptions=True,
+    )
+    assert good == ["x"] and also_good == [True, "y"]
+    assert isinstance(bad, Exception)
+    assert await redis.get("other") is None
+    assert CountingRedis.pipelines == 1
 
 
 async def test_commands_queued_during_a_round_trip_share_the_next(redis: aioredis.Redis) -> None:
