@@ -133,7 +133,7 @@ def _chosen(words: str, options: list[Place]) -> list[Place]:
 
 async def _take(ctx: Context, place: Place) -> Reply:
     taken = await queue_flow.take(ctx.services, ctx.openid, place.hall, place.category)
-    log.info("number taken ticket=%d ahead=%d", taken.ticket.id, taken.estimate.ahead)
+    log.debug("number taken ticket=%d ahead=%d", taken.ticket.id, taken.estimate.ahead)
     return ctx.reply(
         "queue/taken.j2",
         number=taken.ticket.number,
