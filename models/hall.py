@@ -82,23 +82,36 @@ class _HallCache:
 
     def __init__(self) -> None:
         self.halls: list[Hall] | None = None
+        # Those of them that have windows: the halls that call numbers.
+        self.calling: list[Hall] = []
         self.read_at = 0.0
         self.reads = 0
         self.forgotten = 0
 
     async def all(self) -> list[Hall]:
+        return (await self._kept())[0]
+
+    async def calling_halls(self) -> list[Hall]:
+        return (await self._kept())[1]
+
+    async def _kept(self) -> tuple[list[Hall], list[Hall]]:
         if self.halls is not None and clock.monotonic() - self.read_at <= HALLS_TTL_S:
-            return self.halls
+            return self.halls, self.calling
         forgotten = self.forgotten
         halls = await Hall.all()
+        await Hall.fetch_for_list(halls, "categories")
+        with_windows = set(
+            await Hall.filter(windows__id__isnull=False).distinct().values_list("id", flat=True)
+        )
         self.reads += 1
         for hall in halls:
             # Texts remembers renderings by it: the same copy shows the same.
             hall.memo_key = (hall.id, self.reads)
+        calling = [hall for hall in halls if hall.id in with_windows]
         # A hall saved while this read was on its way: what it brought may be older.
         if forgotten == self.forgotten:
-            self.halls, self.read_at = halls, clock.monotonic()
-        return halls
+            self.halls, self.calling, self.read_at = halls, calling, clock.monotonic()
+        return halls, calling
 
     def forget(self) -> None:
         self.halls = None
@@ -109,11 +122,15 @@ _cache = _HallCache()
 
 
 async def cached_halls() -> list[Hall]:
-    """Return every hall in display order, from this process's copy when it is fresh.
-
-    The rows are shared: read them, never change and save them.
+    """Return every hall in display order, categories loaded, from this process's copy when
+    it is fresh. The rows are shared: read them, never change and save them.
     """
     return await _cache.all()
+
+
+async def cached_calling_halls() -> list[Hall]:
+    """Return the halls that have windows (they call numbers), categories loaded; shared."""
+    return await _cache.calling_halls()
 
 
 async def cached_main_hall() -> Hall | None:

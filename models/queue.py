@@ -14,10 +14,11 @@ from tortoise import Tortoise, fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
+from tortoise.signals import post_save
 from tortoise.transactions import in_transaction
 
 from models.calendar import Opening, openings
-from models.hall import Category, Hall
+from models.hall import Category, Hall, cached_calling_halls, forget_halls
 from models.queue_rules import (
     AlreadyHolding,
     CategoryNotServed,
@@ -258,31 +259,27 @@ def _active_key(openid: str | None, category_id: int) -> str | None:
     return f"{openid}:{category_id}" if openid else None
 
 
-# The halls that call numbers, with their categories, and their openings: read on every take,
-# changed by a seed or a closure (which calls forget_calling_halls in this process).
+# The halls' openings: read on every take, changed by a seed or a closure (which calls
+# forget_calling_halls in this process). The halls themselves are models/hall.py's copy.
 
-CALLING_HALLS_TTL_S = 30.0
-_calling_halls: tuple[float, list[Hall]] | None = None
+OPENINGS_TTL_S = 30.0
 _openings: dict[tuple[int, date], tuple[float, Opening]] = {}
 
 
 async def calling_halls() -> list[Hall]:
-    """Return the halls that have windows, categories loaded; kept for CALLING_HALLS_TTL_S."""
-    global _calling_halls
-    now = time_module.monotonic()
-    if _calling_halls is not None and now - _calling_halls[0] < CALLING_HALLS_TTL_S:
-        return _calling_halls[1]
-    query = Hall.filter(windows__id__isnull=False).distinct().prefetch_related("categories")
-    halls = list(await query)
-    _calling_halls = (now, halls)
-    return halls
+    """Return the halls that have windows, categories loaded (shared rows: read only)."""
+    return await cached_calling_halls()
 
 
 def forget_calling_halls() -> None:
     """Drop the kept halls and openings, so that the next take reads the database again."""
-    global _calling_halls
-    _calling_halls = None
+    forget_halls()
     _openings.clear()
+
+
+@post_save(Hall)
+async def _hall_saved(*_: Any) -> None:
+    _openings.clear()  # its hours may have changed
 
 
 # Issuing.
@@ -314,7 +311,7 @@ async def kept_openings(hall: Hall, days: list[date]) -> dict[date, Opening]:
     found = {}
     for day in days:
         kept = _openings.get((hall.id, day))
-        if kept is None or now - kept[0] >= CALLING_HALLS_TTL_S:
+        if kept is None or now - kept[0] >= OPENINGS_TTL_S:
             break
         found[day] = kept[1]
     else:
