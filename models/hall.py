@@ -101,7 +101,7 @@ class _HallCache:
         halls = await Hall.all()
         await Hall.fetch_for_list(halls, "categories")
         with_windows = set(
-            await Hall.filter(windows__id__isnull=False).distinct().values_list("id", flat=True)
+            await Hall.filter(windows__id__isnull=False).values_list("id", flat=True)
         )
         self.reads += 1
         for hall in halls:
