@@ -34,7 +34,9 @@ async def forget_follower(ctx: Context) -> Reply:
     await forget_citizen(ctx.openid, ctx.services.local_now())
     await preferences.forget(ctx.services, ctx.openid)
     await application.forget_citizen(ctx.openid, ctx.now())
-    await ctx.services.redis.delete(keys.citizen_key(ctx.openid), keys.dialog_key(ctx.openid))
+    # The hash keeps the default language preferences.forget wrote (see keep_languages).
+    await ctx.services.redis.hdel(keys.citizen_key(ctx.openid), "following")  # type: ignore[misc]
+    await ctx.services.redis.delete(keys.dialog_key(ctx.openid))
     log.info("citizen unfollowed")
     return Reply()
 

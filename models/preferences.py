@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -114,24 +115,57 @@ async def set_language(services: Services, openid: str, language: str) -> None:
 async def keep_languages(services: Services) -> dict[str, str]:
     """Put every chosen language from the database back into the citizens' hashes.
 
-    Then mark them kept (keys.LANGUAGES_KEPT_KEY), and return them by openid. HSETNX leaves a
-    language chosen while this ran as it was chosen.
+    Then mark them kept (keys.LANGUAGES_KEPT_KEY), and return them by openid: also when Redis
+    fails meanwhile, which leaves them unmarked for the next message to try again. HSETNX
+    leaves a language chosen, or forgotten, while this ran as it is now. A Redis that loses
+    its data again before the end loses this load's token too: no mark then either.
     """
     rows = await Citizen.exclude(language=DEFAULT_LANGUAGE).values_list("openid", "language")
     chosen = {str(openid): str(language) for openid, language in rows if language in LANGUAGES}
+    token = f"{keys.LANGUAGES_KEPT_KEY}:loading:{secrets.token_hex(8)}"
     items = list(chosen.items())
-    for start in range(0, len(items), KEEP_CHUNK):
-        async with services.redis.pipeline(transaction=False) as pipe:
-            for openid, language in items[start : start + KEEP_CHUNK]:
-                pipe.hsetnx(keys.citizen_key(openid), "language", language)
-            await pipe.execute()
-    await services.redis.set(keys.LANGUAGES_KEPT_KEY, "1")
-    log.info("languages put back citizens=%d", len(chosen))
+    try:
+        await services.redis.set(token, "1", ex=KEEP_TOKEN_TTL_S)
+        for start in range(0, len(items), KEEP_CHUNK):
+            async with services.redis.pipeline(transaction=False) as pipe:
+                for openid, language in items[start : start + KEEP_CHUNK]:
+                    pipe.hsetnx(keys.citizen_key(openid), "language", language)
+                await pipe.execute()
+        marked = await services.redis.eval(_MARK_IF_TOKEN_KEPT, 2, token, keys.LANGUAGES_KEPT_KEY)  # type: ignore[misc]
+    except RedisError as exc:
+        log.warning("languages not put back error=%s", type(exc).__name__)
+        return chosen
+    log.info("languages put back citizens=%d marked=%s", len(chosen), bool(marked))
     return chosen
 
 
-# Hashes written per round trip when the languages are put back.
+# Hashes written per round trip when the languages are put back, and how long a load's token
+# may live (a load that takes longer marks nothing).
 KEEP_CHUNK = 500
+KEEP_TOKEN_TTL_S = 300
+_MARK_IF_TOKEN_KEPT = """
+if redis.call('DEL', KEYS[1]) == 1 then
+    redis.call('SET', KEYS[2], '1')
+    return 1
+end
+return 0
+"""
+
+
+async def forget(services: Services, openid: str) -> None:
+    """Drop what a citizen who unfollowed had chosen, and give back their classroom seats.
+
+    The cached language is set to the default, not deleted: a load putting the languages
+    back meanwhile (keep_languages) then leaves it so.
+    """
+    from models import classroom
+
+    await Citizen.filter(openid=openid).update(
+        near_ahead=None, muted_notices=[], language=DEFAULT_LANGUAGE
+    )
+    await cache_language(services, openid, DEFAULT_LANGUAGE)
+    released = await classroom.release_all(services, openid)
+    log.info("citizen forgotten seats_released=%d", released)
 
 
 async def cache_language(services: Services, openid: str, language: str) -> None:
@@ -139,14 +173,3 @@ async def cache_language(services: Services, openid: str, language: str) -> None
         await services.redis.hset(keys.citizen_key(openid), "language", language)  # type: ignore[misc]
     except RedisError:
         log.warning("language not cached")
-
-
-async def forget(services: Services, openid: str) -> None:
-    """Drop what a citizen who unfollowed had chosen, and give back their classroom seats."""
-    from models import classroom
-
-    await Citizen.filter(openid=openid).update(
-        near_ahead=None, muted_notices=[], language=DEFAULT_LANGUAGE
-    )
-    released = await classroom.release_all(services, openid)
-    log.info("citizen forgotten seats_released=%d", released)

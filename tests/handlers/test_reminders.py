@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import time_machine
@@ -174,6 +175,106 @@ async def test_a_new_citizen_costs_no_language_read_while_languages_are_kept(
     replies = await asyncio.gather(*(citizen.say("帮助") for citizen in many))
     assert all("点击" in reply for reply in replies)
     assert loads == ["load"]  # one load for the messages that came while it ran
+
+
+def is_english(text: str) -> bool:
+    return "(book an appointment)" in text and "点击" not in text
+
+
+def hold_the_load_after_its_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold keep_languages once it has read the rows and before it writes to Redis."""
+    read, go = asyncio.Event(), asyncio.Event()
+    original = Citizen.exclude
+
+    class Held:
+        def __init__(self, query: Any) -> None:
+            self.query = query
+
+        async def values_list(self, *fields: str) -> Any:
+            rows = await self.query.values_list(*fields)
+            read.set()
+            await go.wait()
+            return rows
+
+    monkeypatch.setattr(preferences.Citizen, "exclude", lambda **kw: Held(original(**kw)))
+    return read, go
+
+
+async def test_an_unfollow_during_a_load_does_not_bring_the_language_back(
+    wechat: WeChat, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load wrote the English it had read into the hash the unsubscribe had just deleted:
+    after following again the citizen got English, which their row no longer said."""
+    await wechat.say("English")
+    await services.redis.delete(keys.LANGUAGES_KEPT_KEY)  # the hashes kept, the mark not
+    read, go = hold_the_load_after_its_read(monkeypatch)
+    other = WeChat(wechat.client, wechat.platform, openid="oTEST0000000000000000000002")
+    first = asyncio.ensure_future(other.say("帮助"))
+    await read.wait()
+    await wechat.send(Platform.event(OPENID, "unsubscribe"))  # its hash had a language
+    go.set()
+    await first
+    await wechat.send(Platform.event(OPENID, "subscribe"))
+
+    assert (await Citizen.get(openid=OPENID)).language == "zh"
+    assert not is_english(await wechat.say("help"))
+
+
+async def test_redis_losing_its_data_during_a_load_leaves_the_languages_unmarked(
+    wechat: WeChat, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load marked the languages kept though the hashes it wrote first were gone."""
+    from redis.asyncio.client import Pipeline
+
+    other = WeChat(wechat.client, wechat.platform, openid="oTEST0000000000000000000002")
+    await wechat.say("English")
+    await other.say("English")
+    await lose_redis_data(services, OPENID, other.openid)
+    monkeypatch.setattr(preferences, "KEEP_CHUNK", 1)
+    original = Pipeline.execute
+    chunks: list[int] = []
+
+    async def execute(self: Pipeline, raise_on_error: bool = True) -> Any:
+        result = await original(self, raise_on_error)
+        chunks.append(1)
+        if len(chunks) == 1:
+            await services.redis.flushdb()  # Redis restarts between the two chunks
+        return result
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    await preferences.keep_languages(services)
+    monkeypatch.setattr(Pipeline, "execute", original)
+
+    assert not await services.redis.exists(keys.LANGUAGES_KEPT_KEY)
+    assert is_english(await wechat.say("help")) and is_english(await other.say("help"))
+
+
+async def test_a_redis_error_during_a_load_keeps_what_it_read_for_the_reply(
+    wechat: WeChat, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting message was answered in Chinese though the load had read English."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    await wechat.say("English")
+    await lose_redis_data(services, OPENID)
+    original = services.redis.eval
+    fails = [1]
+
+    async def failing_eval(*args: Any, **kwargs: Any) -> Any:
+        if fails:
+            fails.pop()
+            raise RedisConnectionError("down")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(services.redis, "eval", failing_eval)
+
+    assert is_english(await wechat.say("help"))
+    assert not fails and not await services.redis.exists(keys.LANGUAGES_KEPT_KEY)
+    newcomer = WeChat(wechat.client, wechat.platform, openid="oTEST0000000000000000000003")
+    await newcomer.say("帮助")  # a hash without a language: the next load marks them
+    assert await services.redis.exists(keys.LANGUAGES_KEPT_KEY)
 
 
 async def test_unfollow_forgets_the_choices(wechat: WeChat) -> None:
