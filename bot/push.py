@@ -137,8 +137,20 @@ async def claim_and_send(
         log.warning("notice claim failed kind=%s ref=%s try=%d error=%s", kind, ref, tries, exc)
         raise Retry(defer=min(CLAIM_RETRY_S * tries, CLAIM_RETRY_MAX_S)) from exc
     if notice is None:
+        if int(ctx.get("job_try") or 1) > 1:
+            # A rerun: the first run may have claimed it and handed it back when its worker
+            # stopped mid-send. The send job takes it from there (at most once, by job id).
+            await _send_handed_back(services, kind, ref)
         return ""
     return await send_claimed(ctx, notice)
+
+
+async def _send_handed_back(services: Services, kind: str, ref: str) -> None:
+    pending = await Notice.filter(kind=kind, ref=ref, status="pending").values_list(
+        "id", flat=True
+    )
+    for notice_id in pending:
+        await enqueue(services, int(notice_id))  # type: ignore[call-overload]
 
 
 async def send_claimed(ctx: dict[str, Any], notice: Notice) -> str:

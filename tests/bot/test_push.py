@@ -683,3 +683,21 @@ async def test_job_start_log_line_keeps_no_openid(
     started = [r.getMessage() for r in caplog.records if "→ notice:claim:" in r.getMessage()]
     assert started and all(line.endswith("claim_and_send_notice(…)") for line in started)
     assert OPENID not in caplog.text and CALLED["number"] not in caplog.text
+
+
+async def test_a_claim_rerun_after_a_stop_mid_send_sends_at_once(
+    services: Services, standin: StandIn
+) -> None:
+    """A worker stopped mid-send hands the notice back; arq's rerun of the claim job found the
+    row and returned, and the notice waited for the stalled sweep."""
+    notice = await push.claim_to_send(
+        services, kind="ticket_called", openid=OPENID, ref="ticket:77", values=CALLED
+    )
+    assert notice is not None
+    await push._release(notice, "cancelled")  # what the stopping worker did
+
+    rerun = {"services": services, "job_try": 2}
+    assert await push.claim_and_send(rerun, "ticket_called", OPENID, "ticket:77", CALLED) == ""
+
+    assert (await settled(notice.id, wait_s=3.0)).status == "sent"
+    assert len(templates_to(standin)) == 1
