@@ -260,8 +260,11 @@ async def _row_language(incoming: Incoming) -> str | None:
 class LanguagesBack:
     """Puts the chosen languages back into a Redis that lost them, one load at a time.
 
-    Messages that arrive while a load runs wait for it instead of starting their own.
+    Messages that arrive while a load runs wait for it instead of starting their own, up to
+    WAIT_S: past that they are answered in the default language and the load goes on.
     """
+
+    WAIT_S = 1.0
 
     def __init__(self) -> None:
         self._load: asyncio.Task[dict[str, str]] | None = None
@@ -273,7 +276,11 @@ class LanguagesBack:
         if self._load is None or self._load.done():
             self._load = asyncio.ensure_future(preferences.keep_languages(services))
         try:
-            chosen = await asyncio.shield(self._load)
+            async with asyncio.timeout(self.WAIT_S):
+                chosen = await asyncio.shield(self._load)
+        except TimeoutError:
+            log.warning("languages still being put back: default language for this reply")
+            return None
         except Exception:  # the reply matters more than its language
             log.exception("languages not put back")
             return None

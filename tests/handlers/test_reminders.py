@@ -222,6 +222,24 @@ async def test_an_unfollow_during_a_load_does_not_bring_the_language_back(
     assert not is_english(await wechat.say("help"))
 
 
+async def test_a_slow_load_holds_a_reply_for_a_second_at_most(
+    wechat: WeChat, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message waited for the load however long the database took, before its budget."""
+    from bot.app import LanguagesBack
+
+    monkeypatch.setattr(LanguagesBack, "WAIT_S", 0.2)
+    await wechat.say("English")
+    await lose_redis_data(services, OPENID)
+    read, go = hold_the_load_after_its_read(monkeypatch)
+
+    reply = await asyncio.wait_for(wechat.say("帮助"), 2.0)
+
+    assert read.is_set() and not go.is_set()
+    assert "点击" in reply  # the default language, while the load is held
+    go.set()
+
+
 async def test_redis_losing_its_data_during_a_load_leaves_the_languages_unmarked(
     wechat: WeChat, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
