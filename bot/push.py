@@ -81,10 +81,10 @@ async def notify(
     A citizen who does not follow (or, for a subscription notice, has not consented) gets a
     "skipped" row and nothing is sent. Raises ValueError for an unknown kind or missing values.
     """
-    notice_id = await claim(services, kind=kind, openid=openid, ref=ref, values=values)
-    if notice_id is None:
+    notice = await claim(services, kind=kind, openid=openid, ref=ref, values=values)
+    if notice is None:
         return False
-    await enqueue(services, notice_id)
+    await enqueue(services, notice.id)
     return True
 
 
@@ -127,8 +127,8 @@ async def claim_and_send(
     services: Services = ctx["services"]
     since = datetime.fromisoformat(queued_at) if queued_at else None
     try:
-        notice = await claim_to_send(
-            services, kind=kind, openid=openid, ref=ref, values=values, since=since
+        notice = await claim(
+            services, kind=kind, openid=openid, ref=ref, values=values, since=since, to_send=True
         )
     except ValueError:
         raise  # an unknown kind or missing values: no retry mends that
@@ -154,8 +154,11 @@ async def _send_handed_back(services: Services, kind: str, ref: str) -> None:
 
 
 async def send_claimed(ctx: dict[str, Any], notice: Notice) -> str:
-    """Send a notice this job has just claimed (`claim_to_send`); a failed attempt goes to a
-    send job, which counts the attempts from there after the push worker's back-off."""
+    """Send a notice this job has just claimed with `claim(..., to_send=True)`.
+
+    A failed attempt goes to a send job, which counts the attempts from there after the push
+    worker's back-off.
+    """
     try:
         return await _deliver(ctx["services"], notice)
     except Retry as retry:
@@ -175,27 +178,15 @@ async def claim(
     ref: str,
     values: Mapping[str, str],
     since: datetime | None = None,
-) -> int | None:
-    """Insert the notice's row, the claim: its id when it is to be sent, else None.
-
-    None when it was claimed before, or when it is skipped (recorded with the reason).
-    """
-    notice = await _insert_claim(services, kind, openid, ref, values, since, sending=False)
-    return None if notice is None else int(notice.id)
-
-
-async def claim_to_send(
-    services: Services,
-    *,
-    kind: str,
-    openid: str,
-    ref: str,
-    values: Mapping[str, str],
-    since: datetime | None = None,
+    to_send: bool = False,
 ) -> Notice | None:
-    """Claim a notice for this worker to send at once (`send_claimed`): its row goes in as
-    being sent, attempt 1, which saves claiming it again. None as for `claim`."""
-    return await _insert_claim(services, kind, openid, ref, values, since, sending=True)
+    """Insert the notice's row, the claim: the row when it is to be sent, else None.
+
+    None when it was claimed before, or when it is skipped (recorded with the reason). With
+    `to_send` this worker sends it at once (`send_claimed`): the row goes in as being sent,
+    attempt 1, which saves claiming it again.
+    """
+    return await _insert_claim(services, kind, openid, ref, values, since, sending=to_send)
 
 
 async def _insert_claim(

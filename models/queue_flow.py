@@ -186,9 +186,10 @@ async def queue_changed(ctx: dict[str, Any], hall_id: int, category_id: int) -> 
             continue
         values = {"number": ticket.number, "ahead": str(ahead), "hall": hall.name}
         # Already in a worker: claim and send here, not through one more job.
-        notice = await push.claim_to_send(
-            services, kind="queue_near", openid=str(ticket.openid), ref=ticket.ref, values=values
-        )
+        notice = await push.claim(
+            services, kind="queue_near", openid=str(ticket.openid), ref=ticket.ref,
+            values=values, to_send=True,
+        )  # fmt: skip
         if notice is not None:
             await push.send_claimed(ctx, notice)
         told += 1

@@ -690,9 +690,10 @@ async def test_a_claim_rerun_after_a_stop_mid_send_sends_at_once(
 ) -> None:
     """A worker stopped mid-send hands the notice back; arq's rerun of the claim job found the
     row and returned, and the notice waited for the stalled sweep."""
-    notice = await push.claim_to_send(
-        services, kind="ticket_called", openid=OPENID, ref="ticket:77", values=CALLED
-    )
+    notice = await push.claim(
+        services, kind="ticket_called", openid=OPENID, ref="ticket:77", values=CALLED,
+        to_send=True,
+    )  # fmt: skip
     assert notice is not None
     await push._release(notice, "cancelled")  # what the stopping worker did
 
