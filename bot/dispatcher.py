@@ -170,9 +170,17 @@ def is_number(text: str) -> bool:
     return text.isascii() and text.isdecimal() and len(text) <= 9
 
 
+# Invisible format characters (zero-width space, BOM, direction marks, soft hyphen...), which
+# strip() keeps: a message of only these echoed as empty quotes. The zero-width joiner stays,
+# it holds emoji sequences together.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+
+
 def normalize(text: str) -> str:
     """Fold what a citizen types into a comparable form: width, case, spaces, end punctuation."""
-    text = unicodedata.normalize("NFKC", text).strip().lower()
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).strip().lower()
     text = re.sub(r"\s+", " ", text)
     return text.strip(_TRAILING)
 

@@ -22,3 +22,13 @@ async def test_bare_cancel_inside_a_dialog_still_leaves_it(wechat: WeChat) -> No
 
     assert "已取消当前操作" in await wechat.say("取消")
     assert "取消排队" in await wechat.say("取消")
+
+
+async def test_a_message_of_invisible_characters_gets_the_help_not_empty_quotes(
+    wechat: WeChat,
+) -> None:
+    """A zero-width space and a full-width space were echoed: 没能理解“​”。"""
+    reply = await wechat.say("\u200b\u3000\ufeff")
+
+    assert "没能理解" not in reply and "回复序号或服务名称" in reply
+    assert "选择办事大厅" in await wechat.say("取\u200b号")  # and they hide no keyword
