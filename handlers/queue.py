@@ -174,7 +174,7 @@ async def _describe(ticket: Ticket, max_requeues: int) -> dict[str, Any]:
     }
 
 
-@router.text("取消排队", "取消取号", "取消排号", pattern=rf"^取消\s*{_NUMBER}$")
+@router.text("取消排队", "取消取号", "取消排号", pattern=rf"^(?:取消|cancel)\s*{_NUMBER}$")
 async def cancel_ticket(ctx: Context) -> Reply:
     """Cancel the ticket named (or the only one held); those behind move up."""
     held = await _held(ctx, ("waiting", "called", "missed"))

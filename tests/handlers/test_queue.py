@@ -395,3 +395,21 @@ async def test_status_with_nobody_ahead_says_so_not_zero_people(
     status = await wechat.tap("QUEUE_STATUS")
 
     assert "前面没有人在等" in status and "前面还有 0 人" not in status
+
+
+async def test_english_words_take_follow_and_cancel_a_number(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """In English, "take a number", "queue status" and "cancel A001" were not understood."""
+    await wechat.say("English")
+
+    listing = await wechat.say("take a number")
+    section = listing.split("[松山湖市民服务中心]", 1)[1].split("[", 1)[0]
+    taken = await wechat.say(section.split(". 民生服务", 1)[0].rsplit("\n", 1)[-1].strip())
+    status = await wechat.say("queue status")
+    cancelled = await wechat.say("cancel A001")
+
+    assert listing.startswith("Reply with a number to choose the hall")
+    assert "Your number: A001" in taken and "A001" in status
+    assert cancelled.startswith("Number A001 is cancelled.")
+    assert (await Ticket.get(number="A001")).status == "cancelled"
