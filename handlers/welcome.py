@@ -43,9 +43,13 @@ async def forget_follower(ctx: Context) -> Reply:
 
 @router.event("dialog_cancelled")
 async def leave_dialog(ctx: Context) -> Reply:
-    """The citizen typed 取消 in the middle of a dialog: it is left, nothing is kept."""
+    """The citizen typed 取消 in the middle of a dialog: it is left, nothing is kept.
+
+    Leaving 在线咨询 cancels nothing: it is said as leaving.
+    """
+    asking = (ctx.dialog.state or "").startswith("consult:")
     await ctx.dialog.finish()
-    return ctx.reply("welcome/cancelled.j2")
+    return ctx.reply("welcome/cancelled.j2", asking=asking)
 
 
 @router.event("dialog_expired")

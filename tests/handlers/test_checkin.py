@@ -86,7 +86,7 @@ async def test_scan_in_the_window_turns_the_booking_into_a_priority_ticket(
     ticket = await Ticket.get(id=booking.ticket_id)
     assert (booking.status, ticket.source, ticket.priority) == ("checked_in", "booking", 10)
     assert ticket.number == "A002" and walk_in.number == "A001"
-    assert "签到成功" in reply and "A002" in reply and "前面还有 0 人" in reply
+    assert "签到成功" in reply and "A002" in reply and "前面没有人在等" in reply
 
 
 async def test_checked_in_booking_is_called_before_an_earlier_walk_in(

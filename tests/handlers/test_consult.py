@@ -347,3 +347,18 @@ def test_claim_pattern_skips_words_with_a_reserved_word() -> None:
     assert pattern.search(normalize("营业 执照"))
     assert not pattern.search(normalize("预约营业执照"))
     assert not pattern.search(normalize("营业执照怎么办"))
+
+
+async def test_leaving_consult_is_not_called_cancelling(wechat: WeChat) -> None:
+    """退出 from 在线咨询 said 已取消当前操作，没有保存任何内容: there was nothing to cancel."""
+    await wechat.tap("CONSULT")
+
+    reply = await wechat.say("退出")
+
+    assert reply.startswith("已退出在线咨询。") and "没有保存" not in reply
+    assert "没有保存任何内容" in await _cancel_a_booking_dialog(wechat)
+
+
+async def _cancel_a_booking_dialog(wechat: WeChat) -> str:
+    await wechat.tap("BOOKING")
+    return await wechat.say("取消")
