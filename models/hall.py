@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time as clock
 from datetime import datetime, time
@@ -87,6 +88,8 @@ class _HallCache:
         self.read_at = 0.0
         self.reads = 0
         self.forgotten = 0
+        # The read in flight, with the count of forgets when it began.
+        self._reading: tuple[int, asyncio.Future[tuple[list[Hall], list[Hall]]]] | None = None
 
     async def all(self) -> list[Hall]:
         return (await self._kept())[0]
@@ -97,6 +100,20 @@ class _HallCache:
     async def _kept(self) -> tuple[list[Hall], list[Hall]]:
         if self.halls is not None and clock.monotonic() - self.read_at <= HALLS_TTL_S:
             return self.halls, self.calling
+        # One read at a time: the requests that find the copy stale together (a rush after
+        # it expired) wait for the same read instead of each sending their own.
+        reading = self._reading
+        if (
+            reading is None
+            or reading[0] != self.forgotten  # a save since it began: it may bring older rows
+            or reading[1].done()
+            or reading[1].get_loop() is not asyncio.get_running_loop()
+        ):
+            reading = (self.forgotten, asyncio.ensure_future(self._read()))
+            self._reading = reading
+        return await asyncio.shield(reading[1])
+
+    async def _read(self) -> tuple[list[Hall], list[Hall]]:
         forgotten = self.forgotten
         halls = await Hall.all()
         await Hall.fetch_for_list(halls, "categories")

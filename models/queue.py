@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -11,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from tortoise import Tortoise, fields
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.signals import post_save
@@ -264,6 +265,12 @@ def _active_key(openid: str | None, category_id: int) -> str | None:
 
 OPENINGS_TTL_S = 30.0
 _openings: dict[tuple[int, date], tuple[float, Opening]] = {}
+# Reads in flight, and how many times the openings were forgotten (a read that began before
+# the last forget keeps nothing).
+_reading_openings: dict[
+    tuple[int, tuple[date, ...], int], asyncio.Future[dict[date, Opening]]
+] = {}
+_forgotten = [0]
 
 
 async def calling_halls() -> list[Hall]:
@@ -274,12 +281,17 @@ async def calling_halls() -> list[Hall]:
 def forget_calling_halls() -> None:
     """Drop the kept halls and openings, so that the next take reads the database again."""
     forget_halls()
+    _forget_openings()
+
+
+def _forget_openings() -> None:
     _openings.clear()
+    _forgotten[0] += 1
 
 
 @post_save(Hall)
 async def _hall_saved(*_: Any) -> None:
-    _openings.clear()  # its hours may have changed
+    _forget_openings()  # its hours may have changed
 
 
 # Issuing.
@@ -306,7 +318,10 @@ async def _opening(hall: Hall, day: date) -> Opening:
 
 
 async def kept_openings(hall: Hall, days: list[date]) -> dict[date, Opening]:
-    """Return a hall's openings on these days, from what is kept when all of it is fresh."""
+    """Return a hall's openings on these days, from what is kept when all of it is fresh.
+
+    Concurrent takes that find them stale wait for one read (keyed by hall and days).
+    """
     now = time_module.monotonic()
     found = {}
     for day in days:
@@ -316,9 +331,25 @@ async def kept_openings(hall: Hall, days: list[date]) -> dict[date, Opening]:
         found[day] = kept[1]
     else:
         return found
-    found = await openings(hall, days)
-    for day, opening in found.items():
-        _openings[(hall.id, day)] = (now, opening)
+    key = (hall.id, tuple(days), _forgotten[0])
+    reading = _reading_openings.get(key)
+    if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+        reading = asyncio.ensure_future(_read_openings(hall, days, key))
+        _reading_openings[key] = reading
+    return await asyncio.shield(reading)
+
+
+async def _read_openings(
+    hall: Hall, days: list[date], key: tuple[int, tuple[date, ...], int]
+) -> dict[date, Opening]:
+    try:
+        found = await openings(hall, days)
+    finally:
+        _reading_openings.pop(key, None)
+    if key[2] == _forgotten[0]:  # nothing forgot them while they were read
+        now = time_module.monotonic()
+        for day, opening in found.items():
+            _openings[(hall.id, day)] = (now, opening)
     return found
 
 
@@ -498,12 +529,12 @@ def _ticket_values(new: _NewTicket, seq: int, place: int) -> dict[str, Any]:
     }
 
 
-# On PostgreSQL the counter, the ticket, its event and the wait's readings are one call of
-# issue_ticket (models/migrations/0008_issue_ticket_function.py): one round trip, and the
-# counter row is locked only while it runs, not across a transaction's round trips.
-_ISSUE_SQL = (
-    "SELECT * FROM issue_ticket($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-)
+# On PostgreSQL the counter, the ticket and its event are one call of issue_ticket; a remote
+# take outside a transaction calls take_ticket, which also commits and reads the wait (both in
+# models/migrations/0008_issue_ticket_function.py). One round trip either way, and the counter
+# row is locked only while the ticket goes in.
+_ISSUE_SQL = f"SELECT * FROM issue_ticket({', '.join(f'${i}' for i in range(1, 13))})"
+_TAKE_SQL = f"CALL take_ticket({', '.join(f'${i}' for i in range(1, 16))})"
 
 
 async def _insert_in_one_round_trip(
@@ -516,14 +547,20 @@ async def _insert_in_one_round_trip(
     now = _utc(new.at)
     values = [new.hall.id, new.category.id, new.day, remote, limit, new.category.prefix]
     values += [new.source, new.priority, new.openid, new.key, now, new.actor]
-    values += [sample, new.category.code, new.openid]  # a NULL sample skips the readings
-    rows = await conn.execute_query_dict(_ISSUE_SQL, values)
-    if not rows:
+    # A procedure that commits cannot run inside a caller's transaction.
+    reads = sample is not None and not isinstance(conn, TransactionalDBClient)
+    if reads:
+        rows = await conn.execute_query_dict(
+            _TAKE_SQL, [*values, sample, new.category.code, new.openid]
+        )
+    else:
+        rows = await conn.execute_query_dict(_ISSUE_SQL, values)
+    if not rows or rows[0]["id"] is None:
         return None
     row = rows[0]
     ticket = Ticket(id=row["id"], created_at=now, **_ticket_values(new, row["seq"], row["place"]))
     ticket._saved_in_db = True
-    if sample is None:
+    if not reads:
         return ticket, None
     windows = [(str(name), bool(is_open)) for name, is_open in json.loads(row["windows"])]
     minutes = row["handling_min"]

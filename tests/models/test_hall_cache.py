@@ -106,3 +106,48 @@ async def test_a_saved_hall_reaches_the_queue_at_once() -> None:
     assert main.hours == row.hours and main.categories._fetched
     with pytest.raises(HallClosed):
         await queue.check_open(main, MONDAY_10)
+
+
+async def test_requests_finding_the_copy_stale_together_share_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rush that found the copy expired sent one read per request, all at once."""
+    import asyncio
+
+    forget_halls()
+    reads: list[int] = []
+    real_all = Hall.all
+
+    async def counted() -> list[Hall]:
+        reads.append(1)
+        await asyncio.sleep(0.01)  # the read takes a while: the others arrive meanwhile
+        return await real_all()
+
+    monkeypatch.setattr(Hall, "all", counted)
+    copies = await asyncio.gather(*(cached_halls() for _ in range(20)))
+
+    assert reads == [1] and all(copy is copies[0] for copy in copies)
+
+
+async def test_concurrent_takes_on_stale_openings_read_the_calendar_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from models import calendar, queue
+    from tests.models.test_queue import MONDAY_10
+
+    queue.forget_calling_halls()
+    [main] = [hall for hall in await queue.calling_halls() if hall.kind == "main"]
+    reads: list[object] = []
+    real = calendar.closures_between
+
+    async def counted(hall_code: str, first: object, last: object) -> dict[object, str]:
+        reads.append(first)
+        await asyncio.sleep(0.01)
+        return await real(hall_code, first, last)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(calendar, "closures_between", counted)
+    spans = await asyncio.gather(*(queue.check_open(main, MONDAY_10) for _ in range(20)))
+
+    assert len(reads) == 1 and len(set(spans)) == 1

@@ -398,3 +398,27 @@ async def test_migrations_made_the_guarding_constraints(db: str) -> None:
             active_key=first.active_key,
             queued_at=MONDAY_10 + timedelta(minutes=1),
         )
+
+
+async def test_a_remote_take_reads_its_wait_with_the_same_call_on_postgresql(db: str) -> None:
+    """One round trip per take on PostgreSQL (take_ticket); SQLite reads it afterwards."""
+    from models.queue_wait import estimate
+
+    await take("o-ahead-1")
+    await take("o-booked", source="booking", priority=queue.BOOKING_PRIORITY)
+    await opened("W01")
+    rules = queue_rules()
+    hall, category = await hall_of(), await category_of()
+
+    ticket, readings = await queue.issue_and_read_wait(
+        hall, category, MONDAY_10, openid="o-remote", rules=rules
+    )
+
+    waits = await estimate(ticket, category.code, rules, holder="o-remote", readings=readings)
+    if Tortoise.get_connection("default").capabilities.dialect == "postgres":
+        assert readings is not None and readings.ahead == 2
+        assert [name for name, is_open in readings.windows if is_open] == ["1号窗口"]
+    else:
+        assert readings is None
+    assert (waits.ahead, waits.windows) == (2, ["1号窗口"])
+    assert ticket.number == "A003"
