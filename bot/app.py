@@ -107,7 +107,7 @@ def _add_staff_routes(app: web.Application) -> None:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     from models.db import close_db, init_db
 
-    await init_db(app[SETTINGS].database_url, check_schema=True)
+    await init_db(app[SETTINGS].database_url, check_schema=True, keep_pool_open=True)
     yield
     await close_db()
 

@@ -196,7 +196,7 @@ async def open_services(settings: Settings) -> Services:
     from bot.wechat_api import WeChatAPI
     from models.db import init_db
 
-    await init_db(settings.database_url)
+    await init_db(settings.database_url, keep_pool_open=True)
     redis = connect_redis(settings.redis_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=push.SEND_TIMEOUT_S))
     api = WeChatAPI(settings, redis, session)

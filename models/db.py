@@ -43,14 +43,26 @@ class _KeepSessionConnection(asyncpg.Connection):
         return ""
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+# PostgreSQL connections per process (tortoise's default maxsize).
+POOL_SIZE = 5
+
+
+def tortoise_config(database_url: str, *, keep_pool_open: bool = False) -> dict[str, Any]:
     url = database_url
     if url.startswith("postgresql://"):
         url = "postgres://" + url[len("postgresql://") :]
     connection: str | dict[str, Any] = url
     if url.startswith("postgres://"):
         connection = expand_db_url(url)
-        connection["credentials"]["connection_class"] = _KeepSessionConnection
+        credentials = connection["credentials"]
+        credentials["connection_class"] = _KeepSessionConnection
+        if keep_pool_open:
+            # All of a server's connections open at start and stay open: a pool left to shrink
+            # overnight met the morning rush opening connections (a PostgreSQL process each)
+            # under load. The URL's own minsize / maxsize / max_inactive_connection_lifetime win.
+            credentials.setdefault("maxsize", POOL_SIZE)
+            credentials.setdefault("minsize", credentials["maxsize"])
+            credentials.setdefault("max_inactive_connection_lifetime", 0.0)
     return {
         "connections": {"default": connection},
         "apps": {
@@ -74,12 +86,15 @@ class SchemaNotReady(RuntimeError):
     """The database lacks migrations this code needs: `python -m bot db create` applies them."""
 
 
-async def init_db(database_url: str, *, check_schema: bool = False) -> None:
+async def init_db(
+    database_url: str, *, check_schema: bool = False, keep_pool_open: bool = False
+) -> None:
+    """Connect tortoise; `keep_pool_open` for the long-running webhook and workers."""
     from models.hall import forget_halls
 
     forget_halls()  # another database may hold other halls
     _ensure_sqlite_dir(database_url)
-    await Tortoise.init(config=tortoise_config(database_url))
+    await Tortoise.init(config=tortoise_config(database_url, keep_pool_open=keep_pool_open))
     if check_schema:
         pending = await pending_migrations()
         if pending:

@@ -44,3 +44,27 @@ async def test_serving_an_unmigrated_database_is_refused(tmp_path: Path) -> None
     await migrate(url)
     await init_db(url, check_schema=True)
     await Tortoise.close_connections()
+
+
+def test_a_servers_pool_opens_all_its_connections_and_keeps_them() -> None:
+    """The pool started at one connection and let idle ones go after 5 minutes: the morning
+    rush met a shrunken pool and opened connections under load."""
+    from models.db import POOL_SIZE, tortoise_config
+
+    url = "postgres://postgres@127.0.0.1:5432/civic"
+    served = tortoise_config(url, keep_pool_open=True)["connections"]["default"]["credentials"]
+    one_off = tortoise_config(url)["connections"]["default"]["credentials"]
+    chosen = tortoise_config(
+        url + "?maxsize=9&max_inactive_connection_lifetime=60", keep_pool_open=True
+    )
+
+    assert (served["minsize"], served["maxsize"]) == (POOL_SIZE, POOL_SIZE)
+    assert served["max_inactive_connection_lifetime"] == 0
+    assert "minsize" not in one_off  # a command or a test: tortoise's lazy default
+    credentials = chosen["connections"]["default"]["credentials"]
+    assert (int(credentials["minsize"]), int(credentials["maxsize"])) == (9, 9)
+    assert credentials["max_inactive_connection_lifetime"] == 60
+    assert (
+        tortoise_config("sqlite://x.sqlite3", keep_pool_open=True)["connections"]["default"]
+        == "sqlite://x.sqlite3"
+    )
