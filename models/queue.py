@@ -550,9 +550,20 @@ async def _insert_in_one_round_trip(
     # A procedure that commits cannot run inside a caller's transaction.
     reads = sample is not None and not isinstance(conn, TransactionalDBClient)
     if reads:
-        rows = await conn.execute_query_dict(
-            _TAKE_SQL, [*values, sample, new.category.code, new.openid]
-        )
+        try:
+            rows = await conn.execute_query_dict(
+                _TAKE_SQL, [*values, sample, new.category.code, new.openid]
+            )
+        except IntegrityError:
+            raise
+        except Exception:
+            # The readings come after the ticket's commit: when they fail, the ticket may be
+            # taken all the same, and the citizen is to be told its number, not an error.
+            kept = await _committed_take(new, now)
+            if kept is None:
+                raise
+            log.warning("take readings failed after the commit ticket=%d", kept.id)
+            return kept, None
     else:
         rows = await conn.execute_query_dict(_ISSUE_SQL, values)
     if not rows or rows[0]["id"] is None:
@@ -568,6 +579,13 @@ async def _insert_in_one_round_trip(
         int(row["ahead"]), float(minutes) if minutes else None, windows, row["near_ahead"]
     )
     return ticket, readings
+
+
+async def _committed_take(new: _NewTicket, at: datetime) -> Ticket | None:
+    """Return the ticket a take committed before failing, if it did (its key and moment)."""
+    if new.key is None:
+        return None
+    return await Ticket.get_or_none(active_key=new.key, local_day=new.day, queued_at=at)
 
 
 # Changing a ticket.

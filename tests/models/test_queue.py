@@ -422,3 +422,49 @@ async def test_a_remote_take_reads_its_wait_with_the_same_call_on_postgresql(db:
         assert readings is None
     assert (waits.ahead, waits.windows) == (2, ["1号窗口"])
     assert ticket.number == "A003"
+
+
+async def test_a_take_whose_readings_fail_after_the_commit_still_gives_its_number(
+    db: str,
+) -> None:
+    """take_ticket commits before its readings: a failure there left the ticket taken while the
+    citizen was told nothing had been recorded (and a retake said they held a number)."""
+    import asyncpg
+
+    from tests.conftest import TEST_DATABASE_URL
+
+    if not TEST_DATABASE_URL:
+        pytest.skip("the procedure is PostgreSQL's")
+    url = TEST_DATABASE_URL.replace("postgres://", "postgresql://", 1)
+    locker, watcher = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        async with locker.transaction():
+            # The last reading waits on this lock; cancelling it stands for any failure there.
+            await locker.execute("LOCK TABLE citizen IN ACCESS EXCLUSIVE MODE")
+            taking = asyncio.ensure_future(
+                queue.issue_and_read_wait(
+                    await hall_of(),
+                    await category_of(),
+                    MONDAY_10,
+                    openid="o-victim",
+                    rules=queue_rules(),
+                )
+            )
+            blocked: list[asyncpg.Record] = []
+            for _ in range(200):
+                await asyncio.sleep(0.02)
+                blocked = await watcher.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'CALL take_ticket%'"
+                )
+                if blocked:
+                    break
+            assert blocked, "the take never reached its readings"
+            await watcher.execute("SELECT pg_cancel_backend($1)", blocked[0]["pid"])
+            ticket, readings = await taking
+    finally:
+        await locker.close()
+        await watcher.close()
+
+    assert (ticket.number, readings) == ("A001", None)
+    assert (await Ticket.get(openid="o-victim")).id == ticket.id
