@@ -43,8 +43,10 @@ class _KeepSessionConnection(asyncpg.Connection):
         return ""
 
 
-# PostgreSQL connections per process (tortoise's default maxsize).
+# PostgreSQL connections per process (tortoise's default maxsize), and how long a query of
+# the webhook or a worker may take.
 POOL_SIZE = 5
+COMMAND_TIMEOUT_S = 60.0
 
 
 def tortoise_config(database_url: str, *, keep_pool_open: bool = False) -> dict[str, Any]:
@@ -60,9 +62,13 @@ def tortoise_config(database_url: str, *, keep_pool_open: bool = False) -> dict[
             # All of a server's connections open at start and stay open: a pool left to shrink
             # overnight met the morning rush opening connections (a PostgreSQL process each)
             # under load. The URL's own minsize / maxsize / max_inactive_connection_lifetime win.
-            credentials.setdefault("maxsize", POOL_SIZE)
+            minsize = credentials.get("minsize")
+            credentials.setdefault("maxsize", max(POOL_SIZE, int(minsize or 0)))
             credentials.setdefault("minsize", credentials["maxsize"])
             credentials.setdefault("max_inactive_connection_lifetime", 0.0)
+            # Nothing recycles a kept connection: a query on one dropped without a word
+            # (a failover, a firewall's idle cut) gives up after this, not after TCP's hours.
+            credentials.setdefault("command_timeout", COMMAND_TIMEOUT_S)
     return {
         "connections": {"default": connection},
         "apps": {

@@ -64,6 +64,8 @@ def test_a_servers_pool_opens_all_its_connections_and_keeps_them() -> None:
     credentials = chosen["connections"]["default"]["credentials"]
     assert (int(credentials["minsize"]), int(credentials["maxsize"])) == (9, 9)
     assert credentials["max_inactive_connection_lifetime"] == 60
+    small_max = tortoise_config(url + "?minsize=7", keep_pool_open=True)["connections"]["default"]
+    assert int(small_max["credentials"]["maxsize"]) == 7  # not 5 under a minsize of 7
     assert (
         tortoise_config("sqlite://x.sqlite3", keep_pool_open=True)["connections"]["default"]
         == "sqlite://x.sqlite3"
