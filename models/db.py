@@ -58,6 +58,8 @@ def tortoise_config(database_url: str, *, keep_pool_open: bool = False) -> dict[
         connection = expand_db_url(url)
         credentials = connection["credentials"]
         credentials["connection_class"] = _KeepSessionConnection
+        if "sslmode" in credentials:  # libpq's name in a URL; asyncpg takes the same values as ssl
+            credentials["ssl"] = credentials.pop("sslmode")
         if keep_pool_open:
             # All of a server's connections open at start and stay open: a pool left to shrink
             # overnight met the morning rush opening connections (a PostgreSQL process each)

@@ -70,3 +70,13 @@ def test_a_servers_pool_opens_all_its_connections_and_keeps_them() -> None:
         tortoise_config("sqlite://x.sqlite3", keep_pool_open=True)["connections"]["default"]
         == "sqlite://x.sqlite3"
     )
+
+
+def test_a_url_with_sslmode_reaches_asyncpg_as_ssl() -> None:
+    """?sslmode=require went to asyncpg as an unknown keyword: db create died with a traceback."""
+    from models.db import tortoise_config
+
+    config = tortoise_config("postgres://u@db.example:5432/civic?sslmode=require")
+    credentials = config["connections"]["default"]["credentials"]
+
+    assert credentials["ssl"] == "require" and "sslmode" not in credentials
