@@ -98,9 +98,11 @@ async def init_db(
     database_url: str, *, check_schema: bool = False, keep_pool_open: bool = False
 ) -> None:
     """Connect tortoise; `keep_pool_open` for the long-running webhook and workers."""
-    from models.hall import forget_halls
+    from models.queue import forget_calling_halls
 
-    forget_halls()  # another database may hold other halls
+    # Another database may hold other halls and openings; a read of the last one's left in
+    # flight (its connection closed under it) must not hold this one's.
+    forget_calling_halls()
     _ensure_sqlite_dir(database_url)
     await Tortoise.init(config=tortoise_config(database_url, keep_pool_open=keep_pool_open))
     if check_schema:

@@ -286,6 +286,7 @@ def forget_calling_halls() -> None:
 
 def _forget_openings() -> None:
     _openings.clear()
+    _reading_openings.clear()  # a read in flight keeps its waiters, and is not joined again
     _forgotten[0] += 1
 
 

@@ -151,3 +151,35 @@ async def test_concurrent_takes_on_stale_openings_read_the_calendar_once(
     spans = await asyncio.gather(*(queue.check_open(main, MONDAY_10) for _ in range(20)))
 
     assert len(reads) == 1 and len(set(spans)) == 1
+
+
+async def test_a_read_left_hanging_by_a_closed_database_does_not_hold_the_next(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the openings in flight when its database was closed never ended; the next
+    connection's takes joined it and waited past the reply budget."""
+    import asyncio
+
+    from models import calendar, queue
+    from models.db import close_db, init_db
+    from tests.models.test_queue import MONDAY_10
+
+    queue.forget_calling_halls()
+    [main] = [hall for hall in await queue.calling_halls() if hall.kind == "main"]
+    real = calendar.closures_between
+    never = asyncio.Event()
+
+    async def hanging(hall_code: str, first: object, last: object) -> dict[object, str]:
+        await never.wait()
+        return {}
+
+    monkeypatch.setattr(calendar, "closures_between", hanging)
+    left = asyncio.ensure_future(queue.check_open(main, MONDAY_10))
+    await asyncio.sleep(0.05)
+    await close_db()
+    await init_db(db)
+    monkeypatch.setattr(calendar, "closures_between", real)
+
+    [main] = [hall for hall in await queue.calling_halls() if hall.kind == "main"]
+    assert await asyncio.wait_for(queue.check_open(main, MONDAY_10), 2.0)
+    left.cancel()
