@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from tortoise import fields
@@ -23,6 +23,7 @@ _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 YEAR_MIN, YEAR_MAX = 2000, 2099
 # The longest ISO 8601 time worth reading: 2026-03-07T15:00:00.000000+08:00 and a margin.
 _TIME_MAX_CHARS = 40
+_Parsed = TypeVar("_Parsed", date, datetime)
 
 
 def column_chars(model: type[Model], field: str) -> int:
@@ -115,15 +116,9 @@ def day(value: Any, field: str, default: date) -> date:
     """Return the day YYYY-MM-DD of a query or body value, `default` when absent or empty."""
     if value is None or value == "":
         return default
-    refusal = BadInput(f"{field}_invalid", f"{field} must be a date YYYY-MM-DD")
-    if not isinstance(value, str) or len(value.strip()) != len("2026-03-07"):
-        raise refusal
-    try:
-        parsed = date.fromisoformat(value.strip())
-    except ValueError:
-        raise refusal from None
-    _check_year(parsed.year, field)
-    return parsed
+    if isinstance(value, str) and len(value.strip()) != len("2026-03-07"):
+        value = None  # another ISO form (20260307, 2026-W10-6): not what the API takes
+    return _iso(value, field, date.fromisoformat, "must be a date YYYY-MM-DD")
 
 
 def month(value: Any, field: str) -> str:
@@ -137,15 +132,21 @@ def month(value: Any, field: str) -> str:
 
 def moment(value: Any, field: str, tz: tzinfo) -> datetime:
     """Return an ISO 8601 time as an aware datetime; one without an offset is in `tz`."""
-    refusal = BadInput(f"{field}_invalid", f"{field} is not an ISO 8601 time")
+    at = _iso(value, field, datetime.fromisoformat, "is not an ISO 8601 time")
+    return at if at.tzinfo is not None else at.replace(tzinfo=tz)
+
+
+def _iso(value: Any, field: str, parse: Callable[[str], _Parsed], what: str) -> _Parsed:
+    """Parse an ISO 8601 string of bounded length, in the API's years, or refuse it."""
+    refusal = BadInput(f"{field}_invalid", f"{field} {what}")
     if not isinstance(value, str) or len(value.strip()) > _TIME_MAX_CHARS:
         raise refusal
     try:
-        at = datetime.fromisoformat(value.strip())
+        parsed = parse(value.strip())
     except ValueError:
         raise refusal from None
-    _check_year(at.year, field)
-    return at if at.tzinfo is not None else at.replace(tzinfo=tz)
+    _check_year(parsed.year, field)
+    return parsed
 
 
 def _check_year(year: int, field: str) -> None:

@@ -286,8 +286,7 @@ def forget_calling_halls() -> None:
 
 def _forget_openings() -> None:
     _openings.clear()
-    _reading_openings.clear()  # a read in flight keeps its waiters, and is not joined again
-    _forgotten[0] += 1
+    _forgotten[0] += 1  # a read in flight keeps its waiters; a new count, a new read
 
 
 @post_save(Hall)

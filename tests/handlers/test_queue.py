@@ -30,9 +30,10 @@ def clock() -> Iterator[time_machine.Coordinates]:
         yield traveller
 
 
-def index_of(listing: str, hall: str, category: str) -> str:
+def index_of(listing: str, hall: str, category: str, brackets: str = "【】") -> str:
     """Return the number the list gives a category under a hall's heading."""
-    section = listing.split(f"【{hall}】", 1)[1].split("【", 1)[0]
+    opening, closing = brackets
+    section = listing.split(f"{opening}{hall}{closing}", 1)[1].split(opening, 1)[0]
     line = next(line for line in section.splitlines() if line.endswith(f". {category}"))
     return line.split(".", 1)[0]
 
@@ -404,8 +405,7 @@ async def test_english_words_take_follow_and_cancel_a_number(
     await wechat.say("English")
 
     listing = await wechat.say("take a number")
-    section = listing.split("[松山湖市民服务中心]", 1)[1].split("[", 1)[0]
-    taken = await wechat.say(section.split(". 民生服务", 1)[0].rsplit("\n", 1)[-1].strip())
+    taken = await wechat.say(index_of(listing, "松山湖市民服务中心", "民生服务", brackets="[]"))
     status = await wechat.say("queue status")
     cancelled = await wechat.say("cancel A001")
 
