@@ -18,6 +18,7 @@ from tortoise.models import Model
 from tortoise.signals import post_save
 from tortoise.transactions import in_transaction
 
+from models import queue_takes
 from models.calendar import Opening, openings
 from models.hall import Category, Hall, cached_calling_halls, forget_halls
 from models.queue_rules import (
@@ -529,12 +530,12 @@ def _ticket_values(new: _NewTicket, seq: int, place: int) -> dict[str, Any]:
     }
 
 
-# On PostgreSQL the counter, the ticket and its event are one call of issue_ticket; a remote
-# take outside a transaction calls take_ticket, which also commits and reads the wait (both in
-# models/migrations/0008_issue_ticket_function.py). One round trip either way, and the counter
-# row is locked only while the ticket goes in.
+# On PostgreSQL the counter, the ticket and its event are one call of issue_ticket
+# (models/migrations/0008_issue_ticket_function.py), the counter row locked only while the
+# ticket goes in. A remote take outside a transaction goes with the takes of its category
+# that meet it in flight (models/queue_takes.py): one call of take_tickets, which commits and
+# then reads each take's wait.
 _ISSUE_SQL = f"SELECT * FROM issue_ticket({', '.join(f'${i}' for i in range(1, 13))})"
-_TAKE_SQL = f"CALL take_ticket({', '.join(f'${i}' for i in range(1, 16))})"
 
 
 async def _insert_in_one_round_trip(
@@ -545,40 +546,56 @@ async def _insert_in_one_round_trip(
     if remote > limit:
         return None
     now = _utc(new.at)
+    # A call that commits cannot run inside a caller's transaction.
+    if (
+        sample is not None
+        and new.source == "remote"
+        and new.key
+        and not isinstance(conn, TransactionalDBClient)
+    ):
+        return await _take_remote(conn, new, now, remote, limit, sample)
     values = [new.hall.id, new.category.id, new.day, remote, limit, new.category.prefix]
     values += [new.source, new.priority, new.openid, new.key, now, new.actor]
-    # A procedure that commits cannot run inside a caller's transaction.
-    reads = sample is not None and not isinstance(conn, TransactionalDBClient)
-    if reads:
-        try:
-            rows = await conn.execute_query_dict(
-                _TAKE_SQL, [*values, sample, new.category.code, new.openid]
-            )
-        except IntegrityError:
-            raise
-        except Exception:
-            # The readings come after the ticket's commit: when they fail, the ticket may be
-            # taken all the same, and the citizen is to be told its number, not an error.
-            kept = await _committed_take(new, now)
-            if kept is None:
-                raise
-            log.warning("take readings failed after the commit ticket=%d", kept.id)
-            return kept, None
-    else:
-        rows = await conn.execute_query_dict(_ISSUE_SQL, values)
+    rows = await conn.execute_query_dict(_ISSUE_SQL, values)
     if not rows or rows[0]["id"] is None:
         return None
-    row = rows[0]
-    ticket = Ticket(id=row["id"], created_at=now, **_ticket_values(new, row["seq"], row["place"]))
-    ticket._saved_in_db = True
-    if not reads:
-        return ticket, None
+    return _taken_ticket(new, now, rows[0]), None
+
+
+async def _take_remote(
+    conn: BaseDBAsyncClient, new: _NewTicket, now: datetime, remote: int, limit: int, sample: int
+) -> tuple[Ticket, WaitReadings | None] | None:
+    hall, category = new.hall, new.category
+    batch = queue_takes.Batch(
+        hall.id, category.id, new.day, bool(remote), limit, category.prefix, category.code, sample
+    )
+    request = queue_takes.Request(str(new.openid), str(new.key), now)
+    try:
+        row = await queue_takes.remote_takes.take(conn, batch, request)
+    except IntegrityError:
+        raise
+    except Exception:
+        # The readings come after the tickets' commit: when they fail, the ticket may be
+        # taken all the same, and the citizen is to be told its number, not an error.
+        kept = await _committed_take(new, now)
+        if kept is None:
+            raise
+        log.warning("take readings failed after the commit ticket=%d", kept.id)
+        return kept, None
+    if row is None:
+        return None
     windows = [(str(name), bool(is_open)) for name, is_open in json.loads(row["windows"])]
     minutes = row["handling_min"]
     readings = WaitReadings(
         int(row["ahead"]), float(minutes) if minutes else None, windows, row["near_ahead"]
     )
-    return ticket, readings
+    return _taken_ticket(new, now, row), readings
+
+
+def _taken_ticket(new: _NewTicket, now: datetime, row: dict[str, Any]) -> Ticket:
+    ticket = Ticket(id=row["id"], created_at=now, **_ticket_values(new, row["seq"], row["place"]))
+    ticket._saved_in_db = True
+    return ticket
 
 
 async def _committed_take(new: _NewTicket, at: datetime) -> Ticket | None:

@@ -103,10 +103,12 @@ END
 $$;
 """
 
-_DROP = (
+DROP_PROCEDURE = (
     "DROP PROCEDURE IF EXISTS take_ticket(integer, integer, date, integer, integer, text, text,"
     " integer, text, text, timestamptz, text, integer, text, text, integer, integer, text,"
     " integer, bigint, double precision, text, integer);"
+)
+_DROP = DROP_PROCEDURE + (
     " DROP FUNCTION IF EXISTS issue_ticket(integer, integer, date, integer, integer, text,"
     " text, integer, text, text, timestamptz, text);"
 )

@@ -401,7 +401,7 @@ async def test_migrations_made_the_guarding_constraints(db: str) -> None:
 
 
 async def test_a_remote_take_reads_its_wait_with_the_same_call_on_postgresql(db: str) -> None:
-    """One round trip per take on PostgreSQL (take_ticket); SQLite reads it afterwards."""
+    """One round trip per take on PostgreSQL (take_tickets); SQLite reads it afterwards."""
     from models.queue_wait import estimate
 
     await take("o-ahead-1")
@@ -427,7 +427,7 @@ async def test_a_remote_take_reads_its_wait_with_the_same_call_on_postgresql(db:
 async def test_a_take_whose_readings_fail_after_the_commit_still_gives_its_number(
     db: str,
 ) -> None:
-    """take_ticket commits before its readings: a failure there left the ticket taken while the
+    """take_tickets commits before its readings: a failure there left the ticket taken while the
     citizen was told nothing had been recorded (and a retake said they held a number)."""
     import asyncpg
 
@@ -455,7 +455,7 @@ async def test_a_take_whose_readings_fail_after_the_commit_still_gives_its_numbe
                 await asyncio.sleep(0.02)
                 blocked = await watcher.fetch(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'CALL take_ticket%'"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'CALL take_tickets%'"
                 )
                 if blocked:
                     break
