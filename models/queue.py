@@ -469,7 +469,7 @@ async def _issue(
     if issued is None:
         raise QuotaUsedUp(category=category.name, hall=hall.name, quota=quota)
     ticket, readings = issued
-    log.info("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, new.source)
+    log.debug("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, new.source)
     return ticket, readings
 
 
