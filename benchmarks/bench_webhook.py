@@ -241,7 +241,9 @@ async def main() -> None:
             await load(port, requests[:2000], 1.0, args.connections)  # warm up
         # The two take turns in short rounds, so that a machine whose speed drifts (a shared
         # host) slows both alike instead of whichever ran second.
-        totals = {name: (0, 0.0, [], 0, 0.0) for name in ports}
+        totals: dict[str, tuple[int, float, list[float], int, float]] = {
+            name: (0, 0.0, [], 0, 0.0) for name in ports
+        }
         offset = 2000
         slice_s = args.seconds / args.rounds
         for _ in range(args.rounds):
