@@ -453,13 +453,11 @@ async def _issue(
             issued = await _insert(new, quota, sample)
             break
         except IntegrityError:
-            held = await Ticket.get_or_none(active_key=new.key) if new.key else None
+            held = await _holding(new)
             if held is None:
                 raise
             if attempt or held.local_day >= new.day:
-                raise AlreadyHolding(
-                    number=held.number, category=category.name, status=held.status
-                ) from None
+                raise _already_holding(held, category) from None
         # A ticket left from an earlier day (closing passed unseen) never blocks today's. The
         # closing job may be expiring it at this very moment: either way it is gone.
         with contextlib.suppress(WrongState):
@@ -467,10 +465,22 @@ async def _issue(
                 held.id, "expire", to="expired", allowed=HOLDING_STATES, at=new.at, actor="system"
             )
     if issued is None:
+        # A holder asking again is told of their number, whether or not numbers are left.
+        held = await _holding(new)
+        if held is not None and held.local_day >= new.day:
+            raise _already_holding(held, category)
         raise QuotaUsedUp(category=category.name, hall=hall.name, quota=quota)
     ticket, readings = issued
     log.debug("ticket issued ticket=%d number=%s source=%s", ticket.id, ticket.number, new.source)
     return ticket, readings
+
+
+async def _holding(new: _NewTicket) -> Ticket | None:
+    return await Ticket.get_or_none(active_key=new.key) if new.key else None
+
+
+def _already_holding(held: Ticket, category: Category) -> AlreadyHolding:
+    return AlreadyHolding(number=held.number, category=category.name, status=held.status)
 
 
 @dataclass(slots=True)
@@ -570,18 +580,23 @@ async def _take_remote(
         hall.id, category.id, new.day, bool(remote), limit, category.prefix, category.code, sample
     )
     request = queue_takes.Request(str(new.openid), str(new.key), now)
-    try:
-        row = await queue_takes.remote_takes.take(conn, batch, request)
-    except IntegrityError:
-        raise
-    except Exception:
-        # The readings come after the tickets' commit: when they fail, the ticket may be
-        # taken all the same, and the citizen is to be told its number, not an error.
-        kept = await _committed_take(new, now)
-        if kept is None:
+    for attempt in range(2):
+        try:
+            row = await queue_takes.remote_takes.take(conn, batch, request)
+            break
+        except IntegrityError:
             raise
-        log.warning("take readings failed after the commit ticket=%d", kept.id)
-        return kept, None
+        except Exception:
+            # The readings come after the tickets' commit: when they fail, the ticket may be
+            # taken all the same, and the citizen is to be told its number, not an error.
+            kept = await _committed_take(new, now)
+            if kept is not None:
+                log.warning("take readings failed after the commit ticket=%d", kept.id)
+                return kept, None
+            # Not taken: the call failed before its commit, or the quota ran out before this
+            # take. Once more, alone or with others, gives the answer a fresh take gets.
+            if attempt:
+                raise
     if row is None:
         return None
     windows = [(str(name), bool(is_open)) for name, is_open in json.loads(row["windows"])]

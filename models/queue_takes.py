@@ -53,12 +53,15 @@ class Request:
 Taken = dict[str, Any] | None
 
 
+_Aboard = list[tuple[Request, asyncio.Future[Taken]]]
+
+
 @dataclass(slots=True)
 class _Flight:
     """The takes of one batch in its call now, and those waiting for the next."""
 
-    aboard: list[tuple[Request, asyncio.Future[Taken]]]
-    waiting: list[tuple[Request, asyncio.Future[Taken]]] = field(default_factory=list)
+    waiting: _Aboard
+    aboard: _Aboard = field(default_factory=list)
 
 
 class RemoteTakes:
@@ -92,13 +95,31 @@ class RemoteTakes:
         key: tuple[asyncio.AbstractEventLoop, Batch],
         flight: _Flight,
     ) -> None:
+        flight.aboard = self._board(flight)
         while flight.aboard:
             await self._call_for(conn, key[1], flight.aboard)
-            # A take whose request gave up before its call takes no number.
-            flight.waiting = [one for one in flight.waiting if not one[1].done()]
-            flight.aboard = flight.waiting[: self.max_batch]
-            del flight.waiting[: self.max_batch]
+            flight.aboard = self._board(flight)
         del self._flights[key]  # at once: a take coming after it makes a new flight
+
+    def _board(self, flight: _Flight) -> _Aboard:
+        """Take the next call's takes off the waiting list, in the order they came.
+
+        A take whose request gave up takes no number; a citizen's second take waits for the
+        next call, where their first one's key refuses it alone.
+        """
+        aboard: _Aboard = []
+        left: _Aboard = []
+        keys: set[str] = set()
+        for one in flight.waiting:
+            if one[1].done():
+                continue
+            if len(aboard) < self.max_batch and one[0].key not in keys:
+                aboard.append(one)
+                keys.add(one[0].key)
+            else:
+                left.append(one)
+        flight.waiting = left
+        return aboard
 
     def _landed(
         self,
@@ -114,29 +135,48 @@ class RemoteTakes:
         for _, taken in flight.aboard + flight.waiting:
             taken.cancel()
 
-    async def _call_for(
-        self,
-        conn: BaseDBAsyncClient,
-        batch: Batch,
-        aboard: list[tuple[Request, asyncio.Future[Taken]]],
-    ) -> None:
-        try:
-            rows = await self._call(conn, batch, [request for request, _ in aboard])
-        except IntegrityError as exc:
-            if len(aboard) == 1:
-                _settle(aboard[0][1], exc)
+    async def _call_for(self, conn: BaseDBAsyncClient, batch: Batch, aboard: _Aboard) -> None:
+        while aboard:
+            try:
+                rows = await self._call(conn, batch, [request for request, _ in aboard])
+            except IntegrityError as exc:
+                aboard = await self._without_holders(conn, aboard, exc)
+                continue
+            except Exception as exc:  # every take of the call learns what failed it
+                for _, taken in aboard:
+                    _settle(taken, exc)
                 return
-            # A citizen of the batch holds a number already (or is in it twice): each take
-            # alone, so that only theirs is refused.
-            log.debug("take batch refused, taking one by one size=%d", len(aboard))
-            await asyncio.gather(*(self._call_for(conn, batch, [one]) for one in aboard))
+            for (_, taken), row in zip(aboard, rows, strict=True):
+                _settle(taken, row)
             return
-        except Exception as exc:  # every take of the call learns what failed it
+
+    async def _without_holders(
+        self, conn: BaseDBAsyncClient, aboard: _Aboard, refused: IntegrityError
+    ) -> _Aboard:
+        """Refuse the takes of citizens holding a number already; return the others' call.
+
+        The others keep their order, so the quota's last numbers still go to the first.
+        """
+        if len(aboard) == 1:
+            _settle(aboard[0][1], refused)
+            return []
+        try:
+            rows = await conn.execute_query_dict(
+                "SELECT active_key FROM ticket WHERE active_key = ANY($1)",
+                [[request.key for request, _ in aboard]],
+            )
+        except Exception as exc:
             for _, taken in aboard:
                 _settle(taken, exc)
-            return
-        for (_, taken), row in zip(aboard, rows, strict=True):
-            _settle(taken, row)
+            return []
+        held = {row["active_key"] for row in rows}
+        if not held:  # let go meanwhile: the first take alone learns what holds it
+            held = {aboard[0][0].key}
+        log.debug("take batch refused size=%d holders=%d", len(aboard), len(held))
+        for request, taken in aboard:
+            if request.key in held:
+                _settle(taken, refused)
+        return [one for one in aboard if one[0].key not in held]
 
     async def _call(
         self, conn: BaseDBAsyncClient, batch: Batch, requests: list[Request]

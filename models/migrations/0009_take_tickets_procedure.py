@@ -31,6 +31,23 @@ DECLARE
     range_places integer[];
     range_ids integer[];
 BEGIN
+    -- A ticket its holder kept from an earlier day (closing passed unseen) never blocks
+    -- today's take: it expires here, as the closing job would have expired it.
+    WITH stale AS (
+        SELECT t.id, t.status, t.active_key FROM ticket t
+        WHERE t.active_key = ANY(p_keys) AND t.local_day < p_day
+          AND t.status IN ('waiting', 'called', 'serving', 'missed')
+        FOR UPDATE
+    ), expired AS (
+        UPDATE ticket t SET status = 'expired', active_key = NULL, window_slot = NULL
+        FROM stale s WHERE t.id = s.id
+        RETURNING t.id, s.status AS from_status, s.active_key AS key
+    )
+    INSERT INTO ticket_event (ticket_id, action, from_status, to_status, at, actor, window_code,
+                              note)
+    SELECT e.id, 'expire', e.from_status, 'expired', p_at[array_position(p_keys, e.key)],
+           'system', '', ''
+    FROM expired e;
     INSERT INTO number_counter (hall_id, category_id, local_day, seq, remote_taken, last_place)
     VALUES (p_hall, p_category, p_day, 0, 0, 0)
     ON CONFLICT (hall_id, category_id, local_day) DO NOTHING;

@@ -24,8 +24,9 @@ AT = datetime(2026, 3, 2, 2, tzinfo=UTC)
 class FakeConnection:
     """Answers take_tickets as PostgreSQL would, one call at a time, when let go."""
 
-    def __init__(self, *, quota: int = 10**6) -> None:
+    def __init__(self, *, quota: int = 10**6, held: frozenset[str] = frozenset()) -> None:
         self.batches: list[list[str]] = []
+        self.held = held
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail_with: Exception | None = None
@@ -33,12 +34,14 @@ class FakeConnection:
         self.seq = 0
 
     async def execute_query_dict(self, sql: str, values: list[Any]) -> list[dict[str, Any]]:
+        if sql.startswith("SELECT active_key"):
+            return [{"active_key": key} for key in values[0] if key in self.held]
         openids = list(values[6])
         self.batches.append(openids)
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
-        if len(set(openids)) < len(openids):
+        if len(set(openids)) < len(openids) or self.held & set(values[7]):
             raise IntegrityError("duplicate key value violates unique constraint")
         granted = max(0, min(len(openids), self.quota - self.seq))
         if not granted:
@@ -103,7 +106,7 @@ async def test_a_backlog_goes_in_calls_of_at_most_max_batch() -> None:
     conn.gate.set()
     await asyncio.gather(*started)
 
-    assert [len(batch) for batch in conn.batches] == [1, 4, 4, 2]
+    assert [len(batch) for batch in conn.batches] == [4, 4, 3]
 
 
 async def test_takes_past_the_quota_get_none_and_the_first_their_numbers() -> None:
@@ -117,20 +120,28 @@ async def test_takes_past_the_quota_get_none_and_the_first_their_numbers() -> No
     assert [row and row["number"] for row in rows] == ["A001", "A002", "A003", None, None]
 
 
-async def test_a_refused_batch_is_taken_one_by_one_so_only_the_refused_take_fails() -> None:
-    takes, conn = RemoteTakes(), FakeConnection()
+async def test_a_holder_in_a_batch_is_refused_alone_and_the_others_keep_their_order() -> None:
+    takes, conn = RemoteTakes(), FakeConnection(held=frozenset({"o-holder:2"}))
     conn.gate.clear()
-    first = await start_takes(takes, conn, ["o-first"])
-    rest = await start_takes(takes, conn, ["o-twice", "o-other", "o-twice"])
+    started = await start_takes(takes, conn, ["o-a", "o-holder", "o-b"])
 
     conn.gate.set()
-    outcomes = await asyncio.gather(*first, *rest, return_exceptions=True)
+    outcomes = await asyncio.gather(*started, return_exceptions=True)
 
-    # The batch with o-twice in it twice is refused; one by one, each o-twice take gets its
-    # own answer (the stand-in connection accepts both: PostgreSQL's active key refuses one).
-    assert conn.batches[1] == ["o-twice", "o-other", "o-twice"]
-    assert sorted(map(sorted, conn.batches[2:])) == [["o-other"], ["o-twice"], ["o-twice"]]
-    assert not any(isinstance(outcome, BaseException) for outcome in outcomes)
+    assert conn.batches == [["o-a", "o-holder", "o-b"], ["o-a", "o-b"]]
+    assert isinstance(outcomes[1], IntegrityError)
+    assert [outcomes[0]["number"], outcomes[2]["number"]] == ["A001", "A002"]
+
+
+async def test_a_citizens_second_take_waits_for_the_next_call() -> None:
+    takes, conn = RemoteTakes(), FakeConnection()
+    conn.gate.clear()
+    started = await start_takes(takes, conn, ["o-twice", "o-other", "o-twice"])
+
+    conn.gate.set()
+    await asyncio.gather(*started, return_exceptions=True)
+
+    assert conn.batches == [["o-twice", "o-other"], ["o-twice"]]
 
 
 async def test_a_failed_call_fails_each_of_its_takes_and_the_next_call_goes_on() -> None:
@@ -160,7 +171,7 @@ async def test_a_take_that_gave_up_before_its_call_takes_no_number() -> None:
 
     assert isinstance(outcomes[1], asyncio.CancelledError)
     assert [outcomes[0]["number"], outcomes[2]["number"]] == ["A001", "A002"]
-    assert conn.batches == [["o-first"], ["o-staying"]]
+    assert conn.batches == [["o-first", "o-staying"]]
 
 
 async def test_a_flight_stopped_with_its_loop_leaves_no_take_stuck_behind_it() -> None:
