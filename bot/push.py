@@ -399,12 +399,7 @@ def _s(seconds: float) -> timedelta:
 
 async def mark_not_following(services: Services, openid: str) -> None:
     """Record that a citizen cannot be reached, so that no further notice is tried."""
-    updated = await Citizen.filter(openid=openid).update(is_following=False)
-    if not updated:
-        try:
-            await Citizen.create(openid=openid, is_following=False)
-        except IntegrityError:
-            await Citizen.filter(openid=openid).update(is_following=False)
+    await Citizen.unfollow(openid, None)
     try:
         # The language stays: a citizen who blocked notices still chats, in the language chosen.
         await services.redis.hdel(keys.citizen_key(openid), "following")  # type: ignore[misc]

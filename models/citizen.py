@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
 
@@ -38,9 +39,21 @@ class Citizen(Model):
         return citizen
 
     @classmethod
-    async def unfollow(cls, openid: str, at: datetime) -> None:
-        """Mark the citizen as gone: no notice is sent to them again."""
-        await cls.filter(openid=openid).update(is_following=False, unfollowed_at=at)
+    async def unfollow(cls, openid: str, at: datetime | None) -> None:
+        """Mark the citizen as gone: no notice is sent to them again.
+
+        A citizen who chatted but never had a follow recorded (they followed before the
+        account's backend ran) gets a row saying so. `at`: when they unfollowed, if they did.
+        """
+        values: dict[str, Any] = {"is_following": False}
+        if at is not None:
+            values["unfollowed_at"] = at
+        if await cls.filter(openid=openid).update(**values):
+            return
+        try:
+            await cls.create(openid=openid, **values)
+        except IntegrityError:  # made meanwhile
+            await cls.filter(openid=openid).update(**values)
 
     def __str__(self) -> str:
         return f"Citizen({self.openid[:6]}…)"

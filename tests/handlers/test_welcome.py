@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time_machine
 
+from bot.platform_sim import Platform
 from tests.conftest import WeChat
 from tests.models.test_queue import MONDAY_10
 
@@ -32,3 +33,19 @@ async def test_a_message_of_invisible_characters_gets_the_help_not_empty_quotes(
 
     assert "没能理解" not in reply and "回复序号或服务名称" in reply
     assert "选择办事大厅" in await wechat.say("取\u200b号")  # and they hide no keyword
+
+
+async def test_an_unfollow_by_a_citizen_never_seen_following_stops_their_notices(
+    wechat: WeChat,
+) -> None:
+    """A citizen who followed before the backend ran has no citizen row: the unfollow updated
+    no row, and notices (called, rate invite) were still sent to them."""
+    from models.citizen import Citizen
+
+    await wechat.say("你好")  # chats, no follow event ever recorded
+    assert await Citizen.get_or_none(openid=wechat.openid) is None
+
+    await wechat.send(Platform.event(wechat.openid, "unsubscribe"))
+
+    citizen = await Citizen.get(openid=wechat.openid)
+    assert (citizen.is_following, citizen.unfollowed_at is not None) == (False, True)
