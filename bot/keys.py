@@ -40,6 +40,17 @@ def citizen_key(openid: str) -> str:
     return CITIZEN_PREFIX + openid
 
 
+# When a citizen was last shown the numbered list of services: a bare number after it picks
+# from the list, even when a rating invitation (回复数字1-5) came before. A day, as long as an
+# invitation is answered by reply (config/feedback.toml reply_within_h).
+LIST_SHOWN_PREFIX = "listshown:"
+LIST_SHOWN_TTL_S = 24 * 3600
+
+
+def list_shown_key(openid: str) -> str:
+    return LIST_SHOWN_PREFIX + openid
+
+
 # arq's queue of background jobs, shared by every webhook process and worker.
 JOB_QUEUE = "arq:queue"
 # The job that sends one notice. arq keeps one job per id while it is queued or running, so a

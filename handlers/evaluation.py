@@ -10,6 +10,7 @@ from typing import Any
 from bot.dispatcher import Context, PassOn, Reply, Router, TapInstead, is_number, normalize
 from config.menu import entries, words_of
 from handlers.complaint import is_service_word
+from handlers.welcome import list_shown_after
 from models import feedback
 from models.feedback import Evaluation, FollowUp
 from models.hall import cached_main_hall
@@ -204,6 +205,14 @@ async def add_comment(ctx: Context) -> Reply:
     return ctx.reply("evaluation/commented.j2", is_added=is_added)
 
 
+async def _answers_invitation(ctx: Context, fresh: list[Evaluation]) -> bool:
+    """Tell whether a bare number answers the last invitation to rate, not the list of
+    services shown after it."""
+    if not fresh or fresh[0].finished_at is None:
+        return False
+    return not await list_shown_after(ctx, fresh[0].finished_at)
+
+
 @router.text(pattern=RATING_PATTERN)
 async def rate_latest(ctx: Context) -> Reply:
     """A rating typed after the invitation rates the service finished last (within a day).
@@ -219,9 +228,9 @@ async def rate_latest(ctx: Context) -> Reply:
     pending = await feedback.rateable(ctx.openid, now)
     recent = now - timedelta(hours=rules.reply_within_h)
     fresh = [e for e in pending if e.finished_at is not None and e.finished_at >= recent]
+    if is_number(ctx.words) and not await _answers_invitation(ctx, fresh):
+        raise TapInstead(list(entries())[int(ctx.words) - 1])
     if not fresh:
-        if is_number(ctx.words):
-            raise TapInstead(list(entries())[int(ctx.words) - 1])
         return ctx.reply("evaluation/nothing_to_rate.j2", has_older=bool(pending))
     level, comment = _rating(ctx)
     assert level is not None  # the pattern matched

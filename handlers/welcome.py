@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from bot import keys
 from bot.dispatcher import Context, Reply, Router, TapInstead
@@ -19,12 +20,29 @@ def _menu_names() -> tuple[str, ...]:
     return tuple(e.name for e in entries().values())
 
 
+async def _list_services(ctx: Context, template: str, **values: object) -> Reply:
+    """Reply with the numbered list of services, noting when it went out (see list_shown)."""
+    command = ("SET", keys.list_shown_key(ctx.openid), str(ctx.now().timestamp()), "EX",
+               keys.LIST_SHOWN_TTL_S)  # fmt: skip
+    if ctx.services.batch is not None:
+        await ctx.services.batch.execute(command)
+    else:
+        await ctx.services.redis.execute_command(*command)
+    return ctx.reply(template, services=_menu_names(), **values)
+
+
+async def list_shown_after(ctx: Context, moment: datetime) -> bool:
+    """Tell whether the citizen was shown the numbered list of services after `moment`."""
+    shown = await ctx.services.redis.get(keys.list_shown_key(ctx.openid))
+    return shown is not None and float(shown) > moment.timestamp()
+
+
 @router.event("subscribe", "subscribe_scan")
 async def welcome_follower(ctx: Context) -> Reply:
     """A new follower sees what the account can do and how to start."""
     await Citizen.follow(ctx.openid, ctx.now())
     await ctx.services.redis.hset(keys.citizen_key(ctx.openid), "following", "1")  # type: ignore[misc]
-    return ctx.reply("welcome/subscribe.j2", services=_menu_names())
+    return await _list_services(ctx, "welcome/subscribe.j2")
 
 
 @router.event("unsubscribe")
@@ -62,7 +80,7 @@ async def dialog_timed_out(ctx: Context) -> Reply:
 @router.text("帮助", "菜单", "help", "你好", "您好", "hi", "hello")
 async def show_help(ctx: Context) -> Reply:
     """The citizen asked what the account does: the numbered list of services."""
-    return ctx.reply("welcome/help.j2", services=_menu_names(), words="")
+    return await _list_services(ctx, "welcome/help.j2", words="")
 
 
 @router.text("取消")
@@ -74,7 +92,7 @@ async def show_what_can_be_cancelled(ctx: Context) -> Reply:
 @router.default
 async def answer_unknown(ctx: Context) -> Reply:
     """Words nothing claimed: say so, briefly, then the numbered list of services."""
-    return ctx.reply("welcome/help.j2", services=_menu_names(), words=ctx.words)
+    return await _list_services(ctx, "welcome/help.j2", words=ctx.words)
 
 
 @router.text(pattern=r"^(1[0-5]|[1-9])$")

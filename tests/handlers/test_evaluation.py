@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.platform_sim import Platform
 from bot.services import Services
+from config.menu import entries
 from handlers.evaluation import parse_rating
 from models import feedback, queue
 from models.citizen import Citizen
@@ -440,3 +441,34 @@ async def test_number_without_an_invitation_picks_from_the_help_list(
 
     assert reply == await wechat.tap("QUEUE_STATUS")
     assert not await Evaluation.exists()
+
+
+async def test_a_number_picked_from_the_help_list_shown_after_an_invitation_is_no_rating(
+    app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """After 回复数字1-5为本次服务打分, a citizen said 你好 and picked 1 from the list it showed:
+    the 1 was taken as 非常不满意 and opened a work order against the window."""
+    await finish_by_staff(app_client)
+    clock.shift(timedelta(minutes=2))
+    assert "回复序号" in await wechat.say("你好")
+    clock.shift(timedelta(seconds=30))
+
+    reply = await wechat.say("1")
+
+    assert reply == await wechat.tap(next(iter(entries())))
+    assert not await Evaluation.filter(level__isnull=False).exists()
+    assert not await FollowUp.exists()
+
+
+async def test_a_number_after_an_invitation_that_came_after_the_help_list_rates(
+    app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    assert "回复序号" in await wechat.say("你好")
+    clock.shift(timedelta(minutes=5))
+    await finish_by_staff(app_client)
+    clock.shift(timedelta(seconds=30))
+
+    reply = await wechat.say("5")
+
+    assert "非常满意" in reply
+    assert await Evaluation.filter(level=5).exists()
