@@ -300,7 +300,7 @@ def _booking_view(
     booking: Booking, hall: Hall, category: Category, ctx: Context
 ) -> dict[str, Any]:
     rules = booking_rules()
-    tz = ctx.services.settings.tz
+    tz, now = ctx.services.settings.tz, ctx.services.now()
     opens, closes = booking_flow.window_of(booking, rules, hall, tz)
     return {
         "code": booking.code,
@@ -315,6 +315,16 @@ def _booking_view(
         "checkin_from": opens.astimezone(tz).strftime("%H:%M"),
         "checkin_until": closes.astimezone(tz).strftime("%H:%M"),
         "cancel_before_min": rules.cancel_deadline_min,
+        # What is still ahead: a booking made close to its start is past the deadline to
+        # change it, and past one or both reminders.
+        "is_changeable": bookings.is_changeable_at(booking, now, rules),
+        "reminders": [
+            which
+            for which, at in booking_flow.reminder_times(booking, rules, tz).items()
+            if now < at
+        ],
+        "remind_before_min": rules.reminder_before_min,
+        "phone": hall.phone,
     }
 
 
@@ -386,5 +396,5 @@ async def _act(ctx: Context, action: str, booking: Booking) -> Reply:
         cost = rules.no_show.points_cancel if rules.no_show.uses_points else 0
         view = _booking_view(booking, hall, category, ctx)
         return ctx.reply("booking/cancelled.j2", points_cost=cost, **view)
-    bookings.check_changeable(booking, ctx.services.local_now(), booking_rules())
+    await bookings.check_changeable(booking, ctx.services.local_now(), booking_rules())
     return await _offer_days(ctx, hall, category, booking=booking)

@@ -30,7 +30,7 @@ from models.booking_rules import (
     booking_rules,
 )
 from models.calendar import Opening, opening_on, openings
-from models.hall import Category, Hall
+from models.hall import Category, Hall, cached_halls
 
 log = logging.getLogger(__name__)
 
@@ -431,12 +431,23 @@ async def booking_of(openid: str, booking_id: int) -> Booking:
     return booking
 
 
-def check_changeable(booking: Booking, now: datetime, rules: BookingRules) -> None:
+def is_changeable_at(booking: Booking, now: datetime, rules: BookingRules) -> bool:
+    """Tell whether a booking can still be cancelled or moved at `now` (its deadline)."""
+    return now < booking.starts_at - timedelta(minutes=rules.cancel_deadline_min)
+
+
+async def check_changeable(booking: Booking, now: datetime, rules: BookingRules) -> None:
     if booking.status != "booked":
         raise WrongBookingState(code=booking.code, status=booking.status)
-    deadline = booking.starts_at - timedelta(minutes=rules.cancel_deadline_min)
-    if now >= deadline:
-        raise TooLateToChange(code=booking.code, deadline_min=rules.cancel_deadline_min)
+    if not is_changeable_at(booking, now, rules):
+        # Past the deadline a call to the hall is the way left: its number, not a search.
+        halls = {hall.id: hall for hall in await cached_halls()}
+        hall = halls.get(booking.hall_id)
+        raise TooLateToChange(
+            code=booking.code,
+            deadline_min=rules.cancel_deadline_min,
+            phone=hall.phone if hall else "",
+        )
 
 
 async def cancel(
@@ -452,7 +463,7 @@ async def cancel(
     Only the citizen's own cancellation costs points; the hall's (a closure) does not.
     """
     if enforce_deadline:
-        check_changeable(booking, now, rules)
+        await check_changeable(booking, now, rules)
     elif booking.status != "booked":
         raise WrongBookingState(code=booking.code, status=booking.status)
     cost = rules.no_show.points_cancel if reason == "citizen" else 0
@@ -492,7 +503,7 @@ async def move(
     It is one transaction: a full slot or a second booking on the new day leaves the booking
     where it was.
     """
-    check_changeable(booking, now, rules)
+    await check_changeable(booking, now, rules)
     if (day, start_min) == (booking.local_day, booking.start_min):
         raise SlotNotOffered(day=day, start=clock(start_min), is_same=True)
     hall = await Hall.get(id=booking.hall_id)

@@ -394,3 +394,20 @@ async def test_unfollow_deletes_the_citizens_personal_fields(
     assert (booking.name, booking.mobile, booking.status) == ("", "", "cancelled")
     assert not await BookingProfile.exists(openid=OPENID)
     assert not (await Citizen.get(openid=OPENID)).is_following
+
+
+async def test_a_booking_made_inside_the_change_deadline_promises_no_change_or_past_reminder(
+    wechat: WeChat, clock: time_machine.Traveller
+) -> None:
+    """Booked at 10:00 for 11:00 the same day, the reply said a reminder would come the evening
+    before and to reply 我的预约 to cancel up to 2 hours before: both already impossible."""
+    await remember()
+
+    booked = await walk_and_book(wechat, day="今天")
+
+    hall = await Hall.get(code="main")
+    assert "预约成功" in booked and "11:00" in booked
+    assert "前一天晚上" not in booked and "如需取消或改约" not in booked
+    assert "不能再取消或改约" in booked and hall.phone and hall.phone in booked
+    refused = await wechat.say("取消1")
+    assert "不能再取消或改约" in refused and hall.phone in refused
