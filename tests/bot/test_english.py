@@ -83,3 +83,21 @@ def test_english_notice_fields_fit_the_platform() -> None:
                 text = texts.render(source, language, **values)
                 assert len(text) <= kind.max_chars, (kind.name, name, language, text)
                 assert notices.fit(text, kind.max_chars) == text
+
+
+def test_one_minute_of_wait_is_singular_in_every_english_reply() -> None:
+    """The take said "about 1 minutes' wait" where 排队进度 said "1 minute's"."""
+    from bot.texts import Texts
+
+    texts = Texts()
+    taken = texts.render(
+        "queue/taken.j2", "en", number="A001", hall="Main", category="Tax", ahead=1,
+        wait_min=1, windows=["W1"], near_ahead=3,
+    )  # fmt: skip
+    requeued = texts.render(
+        "queue/requeued.j2", "en", number="A001", hall="Main", category="Tax", ahead=1,
+        wait_min=1, windows=["W1"], near_ahead=3,
+    )  # fmt: skip
+
+    for reply in (taken, requeued):
+        assert "about 1 minute's wait" in reply and "minutes'" not in reply

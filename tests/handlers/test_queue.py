@@ -354,6 +354,7 @@ async def test_taken_with_few_ahead_says_come_now_not_a_reminder_to_come(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
     """With 3 or fewer ahead the "3 left" reminder cannot come: say the turn is near."""
+    await opened("W01")
     await take("o-before")
     near = await take_by_chat(wechat)
     assert "前面还有 1 人" in near
@@ -370,6 +371,18 @@ def test_one_option_asks_for_1_not_a_range_from_1_to_1(services: Services) -> No
         one = services.texts.render("queue/choose_again.j2", language, count=1)
         assert asked in one and "1 到 1" not in one and "1 to 1" not in one
     assert "1 到 4" in services.texts.render("queue/choose_again.j2", "zh", count=4)
+
+
+async def test_few_ahead_while_no_window_calls_is_not_told_to_come_now(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """The take said 该业务窗口暂未开始叫号 and, two lines on, 就快轮到您了，请现在到厅."""
+    await take("o-before")
+
+    taken = await take_by_chat(wechat)
+
+    assert "暂未开始叫号" in taken and "请现在到厅" not in taken
+    assert "窗口开始叫号后很快就轮到您" in taken
 
 
 async def test_wait_minutes_not_shown_while_no_window_calls_the_category(
