@@ -16,6 +16,7 @@ from models.queue_rules import (
     HallClosing,
     QueueError,
     TicketNotFound,
+    WrongState,
     queue_rules,
 )
 from models.queue_wait import estimate, tickets_of
@@ -207,5 +208,11 @@ async def _held(ctx: Context, states: tuple[str, ...]) -> list[Ticket]:
         return held
     named = [t for t in today if t.number == number]
     if not named:
-        raise TicketNotFound(number=number)
+        # Cancelled or done already: say so, not that there is no such number.
+        ended = await Ticket.filter(
+            openid=ctx.openid, local_day=ctx.services.today(), number=number
+        ).first()
+        if ended is None:
+            raise TicketNotFound(number=number)
+        raise WrongState(number=number, status=ended.status, action="")
     return [t for t in named if t.status in states] or named

@@ -221,6 +221,19 @@ async def test_cancel_with_two_tickets_asks_which(
     assert await Ticket.filter(status="cancelled").count() == 0
 
 
+async def test_cancelling_a_number_cancelled_already_says_so_not_that_it_is_unknown(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """A second 取消A001 answered 没有找到您今天的号码 A001: it had only been cancelled."""
+    await take_by_chat(wechat)
+    assert "已取消 A001" in await wechat.say("取消A001")
+
+    again = await wechat.say("取消A001")
+
+    assert "A001" in again and "已取消" in again and "没有找到" not in again
+    assert "排队进度" in again
+
+
 async def test_cancel_of_someone_elses_number_is_not_found(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
