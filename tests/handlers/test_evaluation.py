@@ -106,6 +106,8 @@ async def test_reply_with_a_number_rates_the_service_just_finished(
     reply = await wechat.say("5 办事很快")
 
     assert "非常满意" in reply and "A001" in reply and "1号窗口" in reply
+    # A rating with its comment ended on 您的意见已记录: nothing said what to do next.
+    assert reply.rstrip().endswith("回复“帮助”查看全部服务，或点击下方菜单。")
     evaluation = await Evaluation.get(ticket_id=ticket.id)
     assert (evaluation.level, evaluation.comment, evaluation.source) == (5, "办事很快", "citizen")
     assert evaluation.category_id == ticket.category_id
