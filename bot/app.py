@@ -327,12 +327,29 @@ async def _answer(app: web.Application, ctx: Context) -> str:
     finally:
         timer.cancel()
     if task.done():
-        return _reply_xml(ctx.incoming, task.result())
+        reply = task.result()
+        if reply.then_text:
+            _send_soon(app, ctx, reply.then_text)
+        return _reply_xml(ctx.incoming, reply)
     log.warning("reply budget overrun service=%s: answering by customer service", ctx.service)
     late = asyncio.ensure_future(_send_late(ctx, task))
     app[LATE_REPLIES].add(late)
     late.add_done_callback(app[LATE_REPLIES].discard)
     return SUCCESS_BODY
+
+
+def _send_soon(app: web.Application, ctx: Context, text: str) -> None:
+    """Send a customer-service text once the reply is on its way, kept until sent."""
+
+    async def send() -> None:
+        try:
+            await ctx.services.api.send_text(ctx.openid, clean_text(text))
+        except Exception:
+            log.exception("text after the reply failed service=%s", ctx.service)
+
+    sending = asyncio.ensure_future(send())
+    app[LATE_REPLIES].add(sending)
+    sending.add_done_callback(app[LATE_REPLIES].discard)
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -32,6 +32,9 @@ class Reply:
 
     text: str | None = None
     is_transfer: bool = False
+    # A customer-service text sent just after the reply: the citizen sees nothing of a
+    # hand-over itself, so this says it happened.
+    then_text: str | None = None
 
     @property
     def is_empty(self) -> bool:

@@ -342,6 +342,7 @@ async def hand_over(ctx: Context, *, is_anyway: bool = False) -> Reply:
     if status.is_open or is_anyway:
         await ctx.dialog.finish()
         log.debug("chat handed to agents is_open=%s", status.is_open)
-        return Reply(is_transfer=True)
+        told = ctx.reply("consult/handed_over.j2", is_open=status.is_open, hall=hall)
+        return Reply(is_transfer=True, then_text=told.text)
     await ctx.dialog.start(ASK_STATE, choices=[])
     return ctx.reply("consult/after_hours.j2", hall=hall, status=status)

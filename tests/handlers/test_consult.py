@@ -11,6 +11,7 @@ import time_machine
 
 from bot.dispatcher import normalize
 from bot.platform_sim import Platform
+from bot.standin import StandIn
 from config.menu import entries
 from handlers.consult import (
     FAQ,
@@ -362,3 +363,23 @@ async def test_leaving_consult_is_not_called_cancelling(wechat: WeChat) -> None:
 async def _cancel_a_booking_dialog(wechat: WeChat) -> str:
     await wechat.tap("BOOKING")
     return await wechat.say("取消")
+
+
+async def test_a_hand_over_tells_the_citizen_by_a_text_after_it(db: str, standin: StandIn) -> None:
+    """转人工 answered with the hand-over alone: the citizen saw nothing happen."""
+    from bot.app import create_app
+    from tests.bot.test_late_reply import customer_service_texts
+    from tests.conftest import make_settings, start_client
+
+    settings = make_settings(database_url=db, api_base_url=standin.url)
+    client = await start_client(create_app(settings, with_database=False))
+    try:
+        wechat = WeChat(client, Platform(settings.token, settings.app_id, settings.aes_key))
+        with time_machine.travel(FRIDAY_10, tick=False):
+            msg_type, _ = await reply_type(wechat, "转人工")
+        told = await customer_service_texts(standin, 1)
+    finally:
+        await client.close()
+
+    assert msg_type == "transfer_customer_service"
+    assert len(told) == 1 and "已为您转接人工客服" in told[0] and "“帮助”" in told[0]
