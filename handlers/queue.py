@@ -121,6 +121,8 @@ def _chosen(words: str, options: list[Place]) -> list[Place]:
         index = int(words)
         return [options[index - 1]] if 1 <= index <= len(options) else []
     named = [p for p in options if p.category.name in words]
+    if not named and len(words) >= 2:  # a part of the name: 民生 for 民生服务
+        named = [p for p in options if words in p.category.name]
     halls = [p for p in options if p.hall.name in words]
     if named and halls:
         named = [p for p in named if p in halls] or named

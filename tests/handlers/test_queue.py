@@ -43,6 +43,17 @@ async def take_by_chat(wechat: WeChat, category: str = "民生服务") -> str:
     return await wechat.say(index_of(listing, "松山湖市民服务中心", category))
 
 
+async def test_part_of_a_category_name_in_the_list_takes_it(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """The list asks for a name (如“民生服务”); 民生 was no answer and left it."""
+    await wechat.tap("QUEUE_TAKE")
+
+    reply = await wechat.say("民生")
+
+    assert "取号成功" in reply and "民生服务" in reply and "松山湖市民服务中心" in reply
+
+
 async def test_two_taps_give_a_number_with_the_wait(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
