@@ -197,6 +197,18 @@ async def test_a_wrong_mobile_is_asked_again_and_nothing_is_kept(
     assert "请确认预约信息" in await wechat.say("李四 13912345678")
 
 
+async def test_a_name_of_emoji_is_told_what_a_name_may_hold_not_how_long(
+    wechat: WeChat, clock: time_machine.Traveller
+) -> None:
+    """😀😀 is two characters: 至少2个字 told the citizen the wrong thing to mend."""
+    await walk_to_confirm(wechat)
+
+    again = await wechat.say("😀😀 13912345678")
+
+    assert "汉字或字母" in again and "至少2个字" not in again
+    assert not await BookingProfile.exists(openid=OPENID)
+
+
 async def test_id_number_is_asked_where_the_category_needs_it_and_kept_as_last_4_only(
     wechat: WeChat, clock: time_machine.Traveller, caplog: pytest.LogCaptureFixture
 ) -> None:
