@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from datetime import datetime
 
@@ -14,6 +15,11 @@ from models.citizen import Citizen
 
 log = logging.getLogger(__name__)
 router = Router("welcome")
+
+# A message this long (in characters) may be a menu word mistyped; longer ones are sentences.
+MIN_GUESSED, MAX_GUESSED = 2, 8
+# How alike (difflib's ratio) the message and a menu word must be: 取好 and 取号 are 0.5.
+GUESS_CUTOFF = 0.5
 
 
 def _menu_names() -> tuple[str, ...]:
@@ -80,7 +86,7 @@ async def dialog_timed_out(ctx: Context) -> Reply:
 @router.text("帮助", "菜单", "help", "你好", "您好", "hi", "hello")
 async def show_help(ctx: Context) -> Reply:
     """The citizen asked what the account does: the numbered list of services."""
-    return await _list_services(ctx, "welcome/help.j2", words="")
+    return await _list_services(ctx, "welcome/help.j2", words="", suggestion="")
 
 
 @router.text("取消")
@@ -91,8 +97,18 @@ async def show_what_can_be_cancelled(ctx: Context) -> Reply:
 
 @router.default
 async def answer_unknown(ctx: Context) -> Reply:
-    """Words nothing claimed: say so, briefly, then the numbered list of services."""
-    return await _list_services(ctx, "welcome/help.j2", words=ctx.words)
+    """Words nothing claimed: say so, briefly, the service they look like, then the list."""
+    suggestion = closest_menu_word(ctx.words)
+    return await _list_services(ctx, "welcome/help.j2", words=ctx.words, suggestion=suggestion)
+
+
+def closest_menu_word(words: str) -> str:
+    """Return the menu word a short mistyped message looks like (取好: 取号), or ""."""
+    if not MIN_GUESSED <= len(words) <= MAX_GUESSED:
+        return ""
+    known = sorted({w for e in entries().values() for w in (e.name, *e.words)})
+    found = difflib.get_close_matches(words.lower(), known, n=1, cutoff=GUESS_CUTOFF)
+    return found[0] if found else ""
 
 
 @router.text(pattern=r"^(1[0-5]|[1-9])$")

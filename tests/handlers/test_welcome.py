@@ -49,3 +49,12 @@ async def test_an_unfollow_by_a_citizen_never_seen_following_stops_their_notices
 
     citizen = await Citizen.get(openid=wechat.openid)
     assert (citizen.is_following, citizen.unfollowed_at is not None) == (False, True)
+
+
+async def test_a_mistyped_menu_word_is_offered_the_service_it_looks_like(wechat: WeChat) -> None:
+    """取好 and 排对进度 got 没能理解 and the whole list, nothing closer."""
+    assert "您是不是要“取号”" in await wechat.say("取好")
+    assert "您是不是要“排队进度”" in await wechat.say("排对进度")
+
+    unrelated = await wechat.say("今天天气怎么样呀朋友们")
+    assert "您是不是要" not in unrelated and "回复序号" in unrelated
