@@ -82,6 +82,27 @@ async def until_waiting(count: int) -> None:
     raise AssertionError(f"never {count} takes waiting, {waiting_in_flight()} are")
 
 
+async def readings_failing_twice(stop: str, rules: Any, batched: int) -> list[Any]:
+    """Fail the readings of o-first's call, then of the batch of `batched` takes behind it.
+
+    A lock on the citizen table holds each call at its last reading, after its commit; `stop`
+    (pg_cancel_backend or pg_terminate_backend) ends it there. Return the batch's outcomes.
+    """
+    watcher = await asyncpg.connect(PG_URL)
+    try:
+        async with locked("citizen", "ACCESS EXCLUSIVE"):
+            first = start_take("o-first", rules)
+            pids = await until_blocked(watcher)
+            rest = await start_in_order([f"o-{i}" for i in range(batched)], rules)
+            await watcher.execute(f"SELECT {stop}($1)", pids[0])
+            await first
+            pids = await until_blocked(watcher)
+            await watcher.execute(f"SELECT {stop}($1)", pids[0])
+            return await asyncio.gather(*rest, return_exceptions=True)
+    finally:
+        await watcher.close()
+
+
 @contextlib.asynccontextmanager
 async def locked(table: str, mode: str) -> AsyncIterator[asyncpg.Connection]:
     """Hold a lock on `table` until the block ends (or `release` is awaited)."""
@@ -101,24 +122,9 @@ async def test_takes_past_the_quota_in_a_batch_whose_readings_fail_are_told_the_
     postgres: str,
 ) -> None:
     """A batch past the quota whose readings fail after the commit: the numbered take gets
-    its number (via _committed_take), but the takes refused for the quota get the database's
+    its number (via _committed_take), but the takes refused for the quota got the database's
     error instead of QuotaUsedUp ("today's remote numbers are gone")."""
-    rules = rules_with_quota(2)
-    watcher = await asyncpg.connect(PG_URL)
-    try:
-        async with locked("citizen", "ACCESS EXCLUSIVE"):
-            # The readings' last statement waits on this lock; cancelling it is the failure.
-            first = start_take("o-first", rules)
-            pids = await until_blocked(watcher)
-            rest = await start_in_order(["o-b", "o-c", "o-d"], rules)
-            await watcher.execute("SELECT pg_cancel_backend($1)", pids[0])
-            await first
-            # The batch [o-b, o-c, o-d]: o-b gets the last unit, then its readings block too.
-            pids = await until_blocked(watcher)
-            await watcher.execute("SELECT pg_cancel_backend($1)", pids[0])
-            outcomes = await asyncio.gather(*rest, return_exceptions=True)
-    finally:
-        await watcher.close()
+    outcomes = await readings_failing_twice("pg_cancel_backend", rules_with_quota(2), 3)
 
     assert outcomes[0][0].number == "A002"
     assert [type(o).__name__ for o in outcomes[1:]] == ["QuotaUsedUp", "QuotaUsedUp"], outcomes
@@ -128,9 +134,9 @@ async def test_a_holder_from_an_earlier_day_first_in_a_batch_at_the_quota_gets_t
     postgres: str,
 ) -> None:
     """[o-stale (active ticket from Sunday), o-b, o-c] meet in one call with 2 units of the
-    quota left. The batch hits o-stale's old active key, is redone one by one: o-b and o-c take
-    both units, then o-stale's expired-and-retried take finds the quota gone. The batch's
-    first take is refused and its last numbered: the reverse of 'number the first ones'."""
+    quota left. The batch hit o-stale's old active key and was redone one by one: o-b and o-c
+    took both units, then o-stale's expired-and-retried take found the quota gone. The batch's
+    first take was refused and its last numbered: the reverse of 'number the first ones'."""
     await take("o-stale", local(1, 16))  # Sunday, never closed
     rules = rules_with_quota(3)
     watcher = await asyncpg.connect(PG_URL)
@@ -154,9 +160,9 @@ async def test_a_holder_from_an_earlier_day_first_in_a_batch_at_the_quota_gets_t
 
 
 async def test_the_take_that_made_the_flight_and_gave_up_before_its_call_takes_no_number() -> None:
-    """The waiting takes that gave up are left out of the next call, but the take that made
-    the flight is sent even when it gave up before its call began: a number (and a unit of
-    the quota) is taken for a request that is no longer there."""
+    """The waiting takes that gave up were left out of the next call, but the take that made
+    the flight was sent even when it gave up before its call began: a number (and a unit of
+    the quota) taken for a request no longer there."""
     takes, conn = RemoteTakes(), FakeConnection()
     leaving = asyncio.ensure_future(takes.take(conn, BATCH, request("o-leaving")))  # type: ignore[arg-type]
     await asyncio.sleep(0)  # the take has made its flight; the call has not begun
@@ -173,8 +179,8 @@ async def test_a_batch_refused_for_a_holder_keeps_its_order_for_the_last_numbers
     postgres: str,
 ) -> None:
     """[o-h (holds today's number), o-b, o-c] meet with one unit of the quota left. The batch is
-    refused for o-h's key and redone one by one, all three calls at once: whichever reaches the
-    counter first gets the unit. Seen: o-c numbered while o-b (before it) is refused, and o-h,
+    refused for o-h's key and redone one by one, all three calls at once: whichever reached the
+    counter first got the unit. Seen: o-c numbered while o-b (before it) was refused, and o-h,
     who holds a number, told the quota is used up instead of 'already holding'."""
     seen: list[dict[str, str]] = []
     for day in range(2, 7):  # Monday to Friday: a fresh counter and quota each round
@@ -210,21 +216,7 @@ async def test_a_batch_killed_after_its_commit_still_gives_every_take_its_number
 ) -> None:
     """The connection of a batch's call terminated during its readings (after the commit):
     each take of the batch is told its own number, none an error."""
-    rules = queue_rules()
-    watcher = await asyncpg.connect(PG_URL)
-    try:
-        async with locked("citizen", "ACCESS EXCLUSIVE"):
-            first = start_take("o-first", rules)
-            pids = await until_blocked(watcher)
-            rest = [start_take(f"o-{i}", rules) for i in range(4)]
-            await until_waiting(4)
-            await watcher.execute("SELECT pg_terminate_backend($1)", pids[0])
-            await first
-            pids = await until_blocked(watcher)
-            await watcher.execute("SELECT pg_terminate_backend($1)", pids[0])
-            outcomes = await asyncio.gather(*rest, return_exceptions=True)
-    finally:
-        await watcher.close()
+    outcomes = await readings_failing_twice("pg_terminate_backend", queue_rules(), 4)
 
     assert sorted(o[0].number for o in outcomes) == ["A002", "A003", "A004", "A005"], outcomes
 
