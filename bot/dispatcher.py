@@ -174,8 +174,8 @@ def is_number(text: str) -> bool:
 
 
 # Invisible format characters (zero-width space, BOM, direction marks, soft hyphen...), which
-# strip() keeps: a message of only these echoed as empty quotes. The zero-width joiner stays,
-# it holds emoji sequences together.
+# strip() keeps: a message of only these echoed as empty quotes. The zero-width joiner stays
+# where it holds an emoji sequence together (_drop_loose_joiners).
 _INVISIBLE = re.compile(
     "[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
 )
@@ -183,9 +183,29 @@ _INVISIBLE = re.compile(
 
 def normalize(text: str) -> str:
     """Fold what a citizen types into a comparable form: width, case, spaces, end punctuation."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).strip().lower()
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    if "\u200d" in text:
+        text = _drop_loose_joiners(text)
+    text = text.strip().lower()
     text = re.sub(r"\s+", " ", text)
     return text.strip(_TRAILING)
+
+
+def _drop_loose_joiners(text: str) -> str:
+    """Drop each zero-width joiner that does not join two parts of an emoji (👨‍👩‍👧)."""
+    kept = []
+    for i, char in enumerate(text):
+        if char == "\u200d":
+            before = text[i - 1] if i else ""
+            after = text[i + 1] if i + 1 < len(text) else ""
+            if not (_is_emoji_part(before) and _is_emoji_part(after)):
+                continue
+        kept.append(char)
+    return "".join(kept)
+
+
+def _is_emoji_part(char: str) -> bool:
+    return bool(char) and (char == "\ufe0f" or unicodedata.category(char) in ("So", "Sk"))
 
 
 class Dispatcher:

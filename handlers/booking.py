@@ -20,6 +20,7 @@ from models.booking_rules import (
     parse_contact,
 )
 from models.hall import Category, Hall
+from models.preferences import preferences_of
 from models.queue import Ticket
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,17 @@ async def confirm_booking(ctx: Context) -> Reply:
         await ctx.dialog.finish()
         raise
     await ctx.dialog.finish()
-    return ctx.reply("booking/booked.j2", **_booking_view(booking, hall, category, ctx))
+    view = _booking_view(booking, hall, category, ctx)
+    return ctx.reply("booking/booked.j2", reminders=await _reminders_ahead(ctx, booking), **view)
+
+
+async def _reminders_ahead(ctx: Context, booking: Booking) -> list[str]:
+    """Name the reminders of a booking still to come: past ones and muted ones are not."""
+    if not (await preferences_of(ctx.openid)).wants("booking_reminder"):
+        return []
+    now, tz = ctx.services.now(), ctx.services.settings.tz
+    times = booking_flow.reminder_times(booking, booking_rules(), tz)
+    return [which for which, at in times.items() if now < at]
 
 
 def _booking_view(
@@ -315,14 +326,8 @@ def _booking_view(
         "checkin_from": opens.astimezone(tz).strftime("%H:%M"),
         "checkin_until": closes.astimezone(tz).strftime("%H:%M"),
         "cancel_before_min": rules.cancel_deadline_min,
-        # What is still ahead: a booking made close to its start is past the deadline to
-        # change it, and past one or both reminders.
+        # A booking made close to its start may be past the deadline to change it.
         "is_changeable": bookings.is_changeable_at(booking, now, rules),
-        "reminders": [
-            which
-            for which, at in booking_flow.reminder_times(booking, rules, tz).items()
-            if now < at
-        ],
         "remind_before_min": rules.reminder_before_min,
         "phone": hall.phone,
     }

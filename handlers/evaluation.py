@@ -206,11 +206,19 @@ async def add_comment(ctx: Context) -> Reply:
 
 
 async def _answers_invitation(ctx: Context, fresh: list[Evaluation]) -> bool:
-    """Tell whether a bare number answers the last invitation to rate, not the list of
-    services shown after it."""
-    if not fresh or fresh[0].finished_at is None:
+    """Tell whether a bare number answers the last invitation to rate: one went out, and the
+    numbered list of services was not shown after it."""
+    invited_at = await feedback.invitation_made_at(fresh[0]) if fresh else None
+    if invited_at is None:
         return False
-    return not await list_shown_after(ctx, fresh[0].finished_at)
+    return not await list_shown_after(ctx, invited_at)
+
+
+def _bare_number(words: str) -> int | None:
+    """Return the number a message is and nothing more: "3", or 三 as voice writes it."""
+    if is_number(words):
+        return int(words)
+    return _NUMERALS.get(words)
 
 
 @router.text(pattern=RATING_PATTERN)
@@ -228,8 +236,9 @@ async def rate_latest(ctx: Context) -> Reply:
     pending = await feedback.rateable(ctx.openid, now)
     recent = now - timedelta(hours=rules.reply_within_h)
     fresh = [e for e in pending if e.finished_at is not None and e.finished_at >= recent]
-    if is_number(ctx.words) and not await _answers_invitation(ctx, fresh):
-        raise TapInstead(list(entries())[int(ctx.words) - 1])
+    bare = _bare_number(ctx.words)
+    if bare is not None and not await _answers_invitation(ctx, fresh):
+        raise TapInstead(list(entries())[bare - 1])
     if not fresh:
         return ctx.reply("evaluation/nothing_to_rate.j2", has_older=bool(pending))
     level, comment = _rating(ctx)

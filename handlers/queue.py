@@ -124,6 +124,8 @@ def _chosen(words: str, options: list[Place]) -> list[Place]:
     if not named and len(words) >= 2:  # a part of the name: 民生 for 民生服务
         named = [p for p in options if words in p.category.name]
     halls = [p for p in options if p.hall.name in words]
+    if not halls and len(words) >= 2:  # 社区 for 社区服务中心分厅
+        halls = [p for p in options if words in p.hall.name]
     if named and halls:
         named = [p for p in named if p in halls] or named
     if len(named) > 1:
@@ -211,9 +213,11 @@ async def _held(ctx: Context, states: tuple[str, ...]) -> list[Ticket]:
     named = [t for t in today if t.number == number]
     if not named:
         # Cancelled or done already: say so, not that there is no such number.
-        ended = await Ticket.filter(
-            openid=ctx.openid, local_day=ctx.services.today(), number=number
-        ).first()
+        ended = (
+            await Ticket.filter(openid=ctx.openid, local_day=ctx.services.today(), number=number)
+            .order_by("-id")
+            .first()
+        )
         if ended is None:
             raise TicketNotFound(number=number)
         raise WrongState(number=number, status=ended.status, action="")

@@ -6,6 +6,8 @@ import difflib
 import logging
 from datetime import datetime
 
+from redis.exceptions import RedisError
+
 from bot import keys
 from bot.dispatcher import Context, Reply, Router, TapInstead
 from config.menu import entries
@@ -30,16 +32,23 @@ async def _list_services(ctx: Context, template: str, **values: object) -> Reply
     """Reply with the numbered list of services, noting when it went out (see list_shown)."""
     command = ("SET", keys.list_shown_key(ctx.openid), str(ctx.now().timestamp()), "EX",
                keys.LIST_SHOWN_TTL_S)  # fmt: skip
-    if ctx.services.batch is not None:
-        await ctx.services.batch.execute(command)
-    else:
-        await ctx.services.redis.execute_command(*command)
+    try:
+        if ctx.services.batch is not None:
+            await ctx.services.batch.execute(command)
+        else:
+            await ctx.services.redis.execute_command(*command)
+    except (RedisError, OSError) as exc:  # the list matters more than the note of it
+        log.warning("list shown not noted error=%s", type(exc).__name__)
     return ctx.reply(template, services=_menu_names(), **values)
 
 
 async def list_shown_after(ctx: Context, moment: datetime) -> bool:
     """Tell whether the citizen was shown the numbered list of services after `moment`."""
-    shown = await ctx.services.redis.get(keys.list_shown_key(ctx.openid))
+    try:
+        shown = await ctx.services.redis.get(keys.list_shown_key(ctx.openid))
+    except (RedisError, OSError) as exc:
+        log.warning("list shown not read error=%s", type(exc).__name__)
+        return False
     return shown is not None and float(shown) > moment.timestamp()
 
 
@@ -48,7 +57,8 @@ async def welcome_follower(ctx: Context) -> Reply:
     """A new follower sees what the account can do and how to start."""
     await Citizen.follow(ctx.openid, ctx.now())
     await ctx.services.redis.hset(keys.citizen_key(ctx.openid), "following", "1")  # type: ignore[misc]
-    return await _list_services(ctx, "welcome/subscribe.j2")
+    # Its list is not numbered: a number after it is no pick from it (see list_shown_after).
+    return ctx.reply("welcome/subscribe.j2", services=_menu_names())
 
 
 @router.event("unsubscribe")

@@ -26,7 +26,8 @@ from bot import push
 from bot.errors import CitizenError
 from config.settings import CONFIG_DIR
 from models.hall import Category, Hall
-from models.queue import Ticket, TicketEvent, Window
+from models.notice import Notice
+from models.queue import Ticket, TicketEvent, Window, ticket_ref
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -337,6 +338,20 @@ async def _invite(services: Services, ticket: Ticket) -> Evaluation | None:
         log.warning("rating invitation not queued ticket=%d", ticket.id)
     log.info("rating invited ticket=%d evaluation=%d", ticket.id, evaluation.id)
     return evaluation
+
+
+async def invitation_made_at(evaluation: Evaluation) -> datetime | None:
+    """Return when the invitation to rate this service went out (or, on its way, was made);
+    None if it never will: muted, the citizen gone, the platform refusing it."""
+    if evaluation.ticket_id is None:
+        return None
+    notice = await Notice.filter(
+        kind="service_rate_invite", ref=ticket_ref(evaluation.ticket_id)
+    ).first()
+    if notice is None or notice.status in ("skipped", "failed"):
+        return None
+    made_at: datetime = notice.sent_at or notice.created_at
+    return made_at
 
 
 async def invite_finished(services: Services, within_s: float = INVITE_SWEEP_S) -> int:

@@ -139,7 +139,7 @@ class Ticket(Model):
     @property
     def ref(self) -> str:
         """Name the ticket for notices."""
-        return f"ticket:{self.id}"
+        return ticket_ref(self.id)
 
 
 class TicketEvent(Model):
@@ -184,6 +184,11 @@ class NumberCounter(Model):
     class Meta:
         table = "number_counter"
         unique_together = (("hall", "category", "local_day"),)
+
+
+def ticket_ref(ticket_id: int) -> str:
+    """Name a ticket for notices: "ticket:42"."""
+    return f"ticket:{ticket_id}"
 
 
 # Numbering.

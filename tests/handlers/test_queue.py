@@ -54,6 +54,16 @@ async def test_part_of_a_category_name_in_the_list_takes_it(
     assert "取号成功" in reply and "民生服务" in reply and "松山湖市民服务中心" in reply
 
 
+async def test_part_of_a_hall_name_in_the_list_narrows_to_its_categories(
+    wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    await wechat.tap("QUEUE_TAKE")
+
+    narrowed = await wechat.say("社区")
+
+    assert "【社区服务中心分厅】" in narrowed and "【松山湖市民服务中心】" not in narrowed
+
+
 async def test_two_taps_give_a_number_with_the_wait(
     wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
