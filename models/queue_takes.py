@@ -1,6 +1,6 @@
 """Remote takes on PostgreSQL, batched per process: one call for the takes that meet in flight.
 
-A take finding no call of its category in flight makes one at once, alone; takes arriving
+A take finding no call of its category in flight makes one at once; takes arriving
 while it runs wait for it and then share the next call (take_tickets, migration 0009). A quiet
 hall's take goes straight through, and a rush pays one statement, one counter lock and one
 commit per batch instead of per take.
