@@ -702,3 +702,11 @@ async def test_a_claim_rerun_after_a_stop_mid_send_sends_at_once(
 
     assert (await settled(notice.id, wait_s=3.0)).status == "sent"
     assert len(templates_to(standin)) == 1
+
+
+def test_the_missed_notice_names_the_words_the_chat_takes_to_requeue() -> None:
+    """The notice said 点菜单“排队进度”可重排一次 where the chat asks for 回复“重排A002”."""
+    texts = Texts()
+    for language in ("zh", "en"):
+        shown = texts.render("notices/ticket_missed_next.j2", language, number="A002")
+        assert "重排A002" in shown and len(shown) <= 20, shown
