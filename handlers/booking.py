@@ -327,7 +327,8 @@ def _booking_view(
         "checkin_until": closes.astimezone(tz).strftime("%H:%M"),
         "cancel_before_min": rules.cancel_deadline_min,
         # A booking made close to its start may be past the deadline to change it.
-        "is_changeable": bookings.is_changeable_at(booking, now, rules),
+        "is_changeable": booking.status == "booked"
+        and bookings.is_changeable_at(booking, now, rules),
         "remind_before_min": rules.reminder_before_min,
         "phone": hall.phone,
     }

@@ -423,3 +423,17 @@ async def test_a_booking_made_inside_the_change_deadline_promises_no_change_or_p
     assert "不能再取消或改约" in booked and hall.phone and hall.phone in booked
     refused = await wechat.say("取消1")
     assert "不能再取消或改约" in refused and hall.phone in refused
+
+
+async def test_my_bookings_offers_no_cancel_or_move_past_the_deadline(
+    wechat: WeChat, clock: time_machine.Traveller
+) -> None:
+    """我的预约 offered 取消1 / 改约1 for a booking already past its change deadline; the
+    refusal came only on the reply."""
+    await remember()
+    assert "预约成功" in await walk_and_book(wechat, day="今天")
+
+    mine = await wechat.tap("BOOKING_MINE")
+
+    assert "已过取消和改约的截止时间" in mine
+    assert "回复“取消1”" not in mine and "回复“预约”" in mine
