@@ -29,7 +29,7 @@ def _menu_names() -> tuple[str, ...]:
 
 
 async def _list_services(ctx: Context, template: str, **values: object) -> Reply:
-    """Reply with the numbered list of services, noting when it went out (see list_shown)."""
+    """Reply with the numbered list of services, noting when it went out (list_shown_after)."""
     command = ("SET", keys.list_shown_key(ctx.openid), str(ctx.now().timestamp()), "EX",
                keys.LIST_SHOWN_TTL_S)  # fmt: skip
     try:
@@ -70,7 +70,7 @@ async def forget_follower(ctx: Context) -> Reply:
     await application.forget_citizen(ctx.openid, ctx.now())
     # The hash keeps the default language preferences.forget wrote (see keep_languages).
     await ctx.services.redis.hdel(keys.citizen_key(ctx.openid), "following")  # type: ignore[misc]
-    await ctx.services.redis.delete(keys.dialog_key(ctx.openid))
+    await ctx.services.redis.delete(keys.dialog_key(ctx.openid), keys.list_shown_key(ctx.openid))
     log.info("citizen unfollowed")
     return Reply()
 
