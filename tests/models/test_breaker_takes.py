@@ -82,6 +82,23 @@ async def until_waiting(count: int) -> None:
     raise AssertionError(f"never {count} takes waiting, {waiting_in_flight()} are")
 
 
+async def batch_behind_a_call(
+    openids: list[str], rules: Any, at: datetime = MONDAY_10, first: str = "o-first"
+) -> list[Any]:
+    """Hold `first`'s call on the counter's lock while `openids` queue behind it in order,
+    then let go: they meet in one batch. Return every outcome, `first`'s first."""
+    watcher = await asyncpg.connect(PG_URL)
+    try:
+        async with locked("number_counter", "EXCLUSIVE") as locker:
+            held = start_take(first, rules, at)
+            await until_blocked(watcher)
+            rest = await start_in_order(openids, rules, at)
+            await locker.execute("ROLLBACK")
+            return await asyncio.gather(held, *rest, return_exceptions=True)
+    finally:
+        await watcher.close()
+
+
 async def readings_failing_twice(stop: str, rules: Any, batched: int) -> list[Any]:
     """Fail the readings of o-first's call, then of the batch of `batched` takes behind it.
 
@@ -138,17 +155,7 @@ async def test_a_holder_from_an_earlier_day_first_in_a_batch_at_the_quota_gets_t
     took both units, then o-stale's expired-and-retried take found the quota gone. The batch's
     first take was refused and its last numbered: the reverse of 'number the first ones'."""
     await take("o-stale", local(1, 16))  # Sunday, never closed
-    rules = rules_with_quota(3)
-    watcher = await asyncpg.connect(PG_URL)
-    try:
-        async with locked("number_counter", "EXCLUSIVE") as locker:
-            first = start_take("o-first", rules)
-            await until_blocked(watcher)
-            rest = await start_in_order(["o-stale", "o-b", "o-c"], rules)
-            await locker.execute("ROLLBACK")
-            outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
-    finally:
-        await watcher.close()
+    outcomes = await batch_behind_a_call(["o-stale", "o-b", "o-c"], rules_with_quota(3))
 
     given = {
         o: (r[0].number if isinstance(r, tuple) else type(r).__name__)
@@ -187,17 +194,9 @@ async def test_a_batch_refused_for_a_holder_keeps_its_order_for_the_last_numbers
         at = local(day, 10)
         h, b, c = f"o-h{day}", f"o-b{day}", f"o-c{day}"
         await take(h, at)
-        rules = rules_with_quota(3)
-        watcher = await asyncpg.connect(PG_URL)
-        try:
-            async with locked("number_counter", "EXCLUSIVE") as locker:
-                first = start_take(f"o-first{day}", rules, at)
-                await until_blocked(watcher)
-                rest = await start_in_order([h, b, c], rules, at)
-                await locker.execute("ROLLBACK")
-                outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
-        finally:
-            await watcher.close()
+        outcomes = await batch_behind_a_call(
+            [h, b, c], rules_with_quota(3), at, first=f"o-first{day}"
+        )
         seen.append(
             {
                 o: (r[0].number if isinstance(r, tuple) else type(r).__name__)
@@ -233,18 +232,7 @@ async def test_each_of_a_batch_is_told_who_is_ahead_among_bookings_transfers_and
     gone = await take("o-gone")
     await queue.cancel(gone, MONDAY_10)
     await take("o-tax", category="tax")
-    rules = queue_rules()
-    watcher = await asyncpg.connect(PG_URL)
-    try:
-        async with locked("number_counter", "EXCLUSIVE") as locker:
-            first = start_take("o-first", rules)
-            await until_blocked(watcher)
-            rest = [start_take(f"o-{i}", rules) for i in range(5)]
-            await until_waiting(5)
-            await locker.execute("ROLLBACK")
-            outcomes = await asyncio.gather(first, *rest)
-    finally:
-        await watcher.close()
+    outcomes = await batch_behind_a_call([f"o-{i}" for i in range(5)], queue_rules())
 
     for ticket, readings in outcomes:
         waiting = await Ticket.filter(
@@ -370,18 +358,7 @@ async def test_a_stale_holder_twice_in_one_batch_gets_one_number_and_none_is_ski
     """o-stale (active ticket from Sunday) sends 取号 twice; both meet o-b and o-c in a batch:
     Sunday's ticket expires, o-stale gets one number and one 'already holding', no gap."""
     await take("o-stale", local(1, 16))
-    rules = queue_rules()
-    watcher = await asyncpg.connect(PG_URL)
-    try:
-        async with locked("number_counter", "EXCLUSIVE") as locker:
-            first = start_take("o-first", rules)
-            await until_blocked(watcher)
-            rest = [start_take(o, rules) for o in ("o-stale", "o-b", "o-stale", "o-c")]
-            await until_waiting(4)
-            await locker.execute("ROLLBACK")
-            outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
-    finally:
-        await watcher.close()
+    outcomes = await batch_behind_a_call(["o-stale", "o-b", "o-stale", "o-c"], queue_rules())
 
     numbers = sorted(o[0].number for o in outcomes if isinstance(o, tuple))
     assert [type(o) for o in outcomes].count(AlreadyHolding) == 1, outcomes
