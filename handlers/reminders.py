@@ -49,14 +49,22 @@ async def _show(ctx: Context, template: str = "reminders/settings.j2", **extra: 
 async def show_settings(ctx: Context) -> Reply:
     """Show the three settings and the number that changes each; "english" switches at once."""
     if ctx.words in ENGLISH_WORDS:
-        return await _switch(ctx, "en")
+        return await _switch_alone(ctx, "en")
     return await _show(ctx)
 
 
 @router.text(*CHINESE_WORDS)
 async def switch_to_chinese(ctx: Context) -> Reply:
     """中文 typed anywhere switches replies and notices to Chinese."""
-    return await _switch(ctx, "zh")
+    return await _switch_alone(ctx, "zh")
+
+
+async def _switch_alone(ctx: Context, language: str) -> Reply:
+    """Switch outside the settings: say so, and open no settings whose numbers a menu number
+    typed next would change."""
+    await preferences.set_language(ctx.services, ctx.openid, language)
+    ctx.language = language
+    return ctx.reply("reminders/language_switched.j2")
 
 
 async def _switch(ctx: Context, language: str) -> Reply:

@@ -109,6 +109,19 @@ async def test_english_switches_replies_and_notices(wechat: WeChat, services: Se
     assert await services.redis.hget(keys.citizen_key(OPENID), "language") == "zh"  # type: ignore[misc]
 
 
+async def test_english_typed_outside_the_settings_opens_no_settings_dialog(
+    wechat: WeChat,
+) -> None:
+    """English answered with the settings and opened their dialog: the next 2, meant for the
+    menu's 取号, listed the notice switches, and a 1 then turned "almost your turn" off."""
+    switched = await wechat.say("English")
+    assert "Switched to English" in switched and "Reply 1" not in switched
+
+    assert await wechat.say("2") == await wechat.tap("QUEUE_TAKE")
+    assert "已切换为中文" in await wechat.say("中文")
+    assert await wechat.say("2") == await wechat.tap("QUEUE_TAKE")
+
+
 async def lose_redis_data(services: Services, *openids: str) -> None:
     """What a Redis restarted without its data has lost of the citizens' cache."""
     await services.redis.delete(*map(keys.citizen_key, openids), keys.LANGUAGES_KEPT_KEY)
