@@ -70,6 +70,9 @@ class Context:
     service: str = ""
     words: str = ""
     match: re.Match[str] | None = None
+    # Tells words another service acts on outright (取消A001, 取消1, TS000001); the dispatcher
+    # sets it. A dialog taking free text passes those on rather than keep them as text.
+    is_command: Callable[[str], bool] = lambda words: False
 
     @property
     def openid(self) -> str:
@@ -101,6 +104,7 @@ class _TextRoute:
     handler: Handler
     keywords: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
+    is_command: bool = False
 
 
 class Router:
@@ -146,15 +150,21 @@ class Router:
         """Handle a message type (image, location, link, ...)."""
         return self._register(self.message_types, types)
 
-    def text(self, *keywords: str, pattern: str | None = None) -> Callable[[Handler], Handler]:
-        """Handle typed or spoken words: a keyword anywhere in them, or a regex on them."""
+    def text(
+        self, *keywords: str, pattern: str | None = None, is_command: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Handle typed or spoken words: a keyword anywhere in them, or a regex on them.
+
+        `is_command`: the words act on something the citizen holds (cancel a number, look up
+        a case); a dialog waiting for free text lets them through (Context.is_command).
+        """
 
         def decorator(handler: Handler) -> Handler:
             compiled = re.compile(pattern) if pattern else None
             words = tuple(normalize(k) for k in keywords)
             if not all(words):
                 raise ValueError(f"{self.service}: a keyword is empty once normalized")
-            self.texts.append(_TextRoute(self.service, handler, words, compiled))
+            self.texts.append(_TextRoute(self.service, handler, words, compiled, is_command))
             return handler
 
         return decorator
@@ -221,6 +231,8 @@ class Dispatcher:
         self.exact: dict[str, Route] = {}
         self.contains: list[tuple[str, Route]] = []
         self.patterns: list[tuple[re.Pattern[str], Route]] = []
+        self.command_words: set[str] = set()
+        self.command_patterns: list[re.Pattern[str]] = []
         self.fallback: Route | None = None
         for router in self.routers:
             self._include(router)
@@ -249,6 +261,10 @@ class Dispatcher:
                 self.contains.append((word, route))
             if text_route.pattern is not None:
                 self.patterns.append((text_route.pattern, route))
+            if text_route.is_command:
+                self.command_words.update(text_route.keywords)
+                if text_route.pattern is not None:
+                    self.command_patterns.append(text_route.pattern)
         if router.fallback is not None:
             if self.fallback is not None:
                 raise ValueError("only one router may have a default handler")
@@ -258,8 +274,13 @@ class Dispatcher:
     def all_keywords(self) -> list[str]:
         return sorted(self.exact)
 
+    def is_command(self, words: str) -> bool:
+        """Tell words that act on something outright, whatever dialog is open (see text)."""
+        return words in self.command_words or any(p.search(words) for p in self.command_patterns)
+
     async def dispatch(self, ctx: Context) -> Reply:
         """Run the handler for `ctx.incoming`; every error becomes a reply and a log line."""
+        ctx.is_command = self.is_command
         route = await self._resolve(ctx)
         if route is None:
             return SUCCESS

@@ -378,7 +378,7 @@ async def _listed(ctx: Context, booking: Booking) -> dict[str, Any]:
     return view
 
 
-@router.text(pattern=rf"^(取消|改约|改期)(?:预约)?\s*{_PICK}$")
+@router.text(pattern=rf"^(取消|改约|改期)(?:预约)?\s*{_PICK}$", is_command=True)
 async def change_booking(ctx: Context) -> Reply:
     """Cancel ("取消2") or move ("改约2") the booking listed second, or the one with a code."""
     assert ctx.match is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.dispatcher import Context, PassOn, Reply, Router, is_number
 from config.menu import words_of
-from handlers.complaint import is_service_word
+from handlers.complaint import answers_elsewhere
 from models import classroom
 from models.classroom import Activity
 
@@ -82,7 +82,7 @@ async def open_activity(ctx: Context) -> Reply:
 async def confirm_sign_up(ctx: Context) -> Reply:
     """报名 takes the seat; anything else asks again."""
     if ctx.words not in YES_WORDS:
-        if ctx.words in (*MINE_WORDS, *CANCEL_SIGN_UP_WORDS) or is_service_word(ctx.words):
+        if ctx.words in (*MINE_WORDS, *CANCEL_SIGN_UP_WORDS) or answers_elsewhere(ctx):
             raise PassOn
         return ctx.reply("classroom/confirm_again.j2")
     activity_id = int(ctx.dialog.data.get("activity", 0))
@@ -100,7 +100,7 @@ async def show_sign_ups(ctx: Context) -> Reply:
     return ctx.reply("classroom/mine.j2", activities=shown)
 
 
-@router.text(*CANCEL_SIGN_UP_WORDS, pattern=r"^取消报名\s*(\d{1,2})$")
+@router.text(*CANCEL_SIGN_UP_WORDS, pattern=r"^取消报名\s*(\d{1,2})$", is_command=True)
 async def cancel_sign_up(ctx: Context) -> Reply:
     """Cancel the sign-up named by its number in 我的报名, or the only one."""
     mine = await _mine(ctx)

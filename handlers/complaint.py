@@ -70,7 +70,7 @@ async def write(ctx: Context) -> Reply:
     """Text is the description (more text adds to it); 提交 files the case."""
     if ctx.words in SUBMIT_WORDS:
         return await _submit(ctx)
-    if is_service_word(ctx.words):
+    if answers_elsewhere(ctx):
         if not ctx.dialog.data.get("text") and not ctx.dialog.data.get("images"):
             raise PassOn  # nothing written yet: nothing is lost
         return ctx.reply("complaint/still_writing.j2", words=ctx.incoming.text.strip())
@@ -129,7 +129,9 @@ async def _submit(ctx: Context) -> Reply:
     return ctx.reply("complaint/filed.j2", case=_case(ctx, complaint))
 
 
-@router.text(*LOOKUP_WORDS, pattern=r"^(?:查询|查看|进度)?\s*(?:ts|hc)\s*0*\d{1,9}$")
+@router.text(
+    *LOOKUP_WORDS, pattern=r"^(?:查询|查看|进度)?\s*(?:ts|hc)\s*0*\d{1,9}$", is_command=True
+)
 async def show_cases(ctx: Context) -> Reply:
     """Show the citizen's cases (the one whose number was typed, or the latest few)."""
     found = feedback.parse_case_no(ctx.words)
@@ -157,6 +159,12 @@ def service_words() -> frozenset[str]:
 
 def is_service_word(words: str) -> bool:
     return normalize(words) in service_words()
+
+
+def answers_elsewhere(ctx: Context) -> bool:
+    """Tell words a dialog waiting for text should pass on: a service's name, or a command
+    (取消A001) that acts on what the citizen holds."""
+    return is_service_word(ctx.words) or ctx.is_command(ctx.words)
 
 
 def _case(ctx: Context, complaint: Complaint) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.dispatcher import Context, PassOn, Reply, Router, TapInstead, is_number, normalize
 from config.menu import entries, words_of
-from handlers.complaint import is_service_word
+from handlers.complaint import answers_elsewhere
 from handlers.welcome import list_shown_after
 from models import feedback
 from models.feedback import Evaluation, FollowUp
@@ -134,7 +134,7 @@ def _rating(ctx: Context) -> tuple[int | None, str]:
 async def give_rating(ctx: Context) -> Reply:
     """The citizen replied with a level (1-5 or its words) and maybe a comment."""
     level, comment = _rating(ctx)
-    if level is None and is_service_word(ctx.words):
+    if level is None and answers_elsewhere(ctx):
         raise PassOn
     data = ctx.dialog.data
     if data.get("hall"):
@@ -195,8 +195,8 @@ async def _rate_hall(ctx: Context, level: int | None, comment: str) -> Reply:
 @router.dialog(COMMENT_STATE)
 async def add_comment(ctx: Context) -> Reply:
     """Text typed right after a rating is its comment; 跳过 leaves it without one."""
-    if is_service_word(ctx.words):
-        raise PassOn  # a service's name, not a comment: the rating stands as it is
+    if answers_elsewhere(ctx):
+        raise PassOn  # a service's name or a command, not a comment: the rating stands as it is
     evaluation_id = int(ctx.dialog.data.get("evaluation", 0))
     await ctx.dialog.finish()
     if ctx.words in SKIP_WORDS:

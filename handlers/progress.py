@@ -35,7 +35,7 @@ async def open_progress(ctx: Context) -> Reply:
     return ctx.reply("progress/ask.j2", rows=rows)
 
 
-@router.text(pattern=rf"^(?:办件|进度|查询|查)?\s*{LOOKUP.pattern}")
+@router.text(pattern=rf"^(?:办件|进度|查询|查)?\s*{LOOKUP.pattern}", is_command=True)
 async def look_up_typed(ctx: Context) -> Reply:
     """An application number and the phone's last four digits, typed anywhere."""
     assert ctx.match is not None

@@ -179,7 +179,9 @@ async def _describe(ticket: Ticket, max_requeues: int) -> dict[str, Any]:
     }
 
 
-@router.text("取消排队", "取消取号", "取消排号", pattern=rf"^(?:取消|cancel)\s*{_NUMBER}$")
+@router.text(
+    "取消排队", "取消取号", "取消排号", pattern=rf"^(?:取消|cancel)\s*{_NUMBER}$", is_command=True
+)
 async def cancel_ticket(ctx: Context) -> Reply:
     """Cancel the ticket named (or the only one held); those behind move up."""
     held = await _held(ctx, ("waiting", "called", "missed"))
@@ -189,7 +191,9 @@ async def cancel_ticket(ctx: Context) -> Reply:
     return ctx.reply("queue/cancelled.j2", number=ticket.number)
 
 
-@router.text("重新排队", "重排", "再排一次", pattern=rf"^(?:重新排队|重排)\s*{_NUMBER}$")
+@router.text(
+    "重新排队", "重排", "再排一次", pattern=rf"^(?:重新排队|重排)\s*{_NUMBER}$", is_command=True
+)
 async def requeue_ticket(ctx: Context) -> Reply:
     """Put a missed ticket back at the end of its queue, once."""
     held = await _held(ctx, ("missed",))

@@ -7,7 +7,7 @@ import re
 
 from bot.dispatcher import Context, PassOn, Reply, Router, is_number
 from config.menu import words_of
-from handlers.complaint import is_service_word
+from handlers.complaint import answers_elsewhere
 from models import preferences
 from models.preferences import OPTIONAL_NOTICES, Preferences
 
@@ -104,7 +104,7 @@ async def choose_setting(ctx: Context) -> Reply:
 @router.dialog(THRESHOLD_STATE)
 async def set_threshold(ctx: Context) -> Reply:
     """A number from 1 to 10: "almost your turn" comes when that many are ahead."""
-    if is_service_word(ctx.words):
+    if answers_elsewhere(ctx):
         raise PassOn
     return await _set_threshold(ctx, ctx.words)
 

@@ -140,6 +140,27 @@ async def test_a_service_word_after_rating_is_not_taken_as_comment(
     assert (await Evaluation.get(ticket_id=ticket.id)).comment == ""
 
 
+async def test_a_cancel_typed_where_a_comment_is_asked_cancels_and_is_no_comment(
+    app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
+) -> None:
+    """取消E001 typed at 服务评价's free text, or after a rating, was kept as the comment
+    (已收到您对中心的意见) and the number stayed in the queue."""
+    served = await finish_by_staff(app_client)
+    held = await take(OPENID, category="tax")
+    await wechat.say("5")
+
+    after_rating = await wechat.say(f"取消{held.number}")
+
+    assert f"已取消 {held.number}" in after_rating
+    assert (await Ticket.get(id=held.id)).status == "cancelled"
+    assert (await Evaluation.get(ticket_id=served.id)).comment == ""
+    again = await take(OPENID, category="tax")
+    assert "没有待评价的服务" in await wechat.tap("EVALUATION")  # the hall's free text
+    in_hall_dialog = await wechat.say(f"取消{again.number}")
+    assert f"已取消 {again.number}" in in_hall_dialog
+    assert not await Evaluation.filter(subject="hall").exists()
+
+
 async def test_one_rating_per_ticket(
     app_client: TestClient, wechat: WeChat, clock: time_machine.Coordinates
 ) -> None:
