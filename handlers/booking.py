@@ -364,6 +364,8 @@ async def show_my_bookings(ctx: Context) -> Reply:
     return ctx.reply(
         "booking/mine.j2",
         bookings=shown,
+        # The example the footer gives is a booking it works on.
+        first_open=next((i for i, b in enumerate(shown, 1) if b["is_changeable"]), 0),
         cancel_before_min=rules.cancel_deadline_min,
         points_cancel=rules.no_show.points_cancel if rules.no_show.uses_points else 0,
     )

@@ -437,3 +437,17 @@ async def test_my_bookings_offers_no_cancel_or_move_past_the_deadline(
 
     assert "已过取消和改约的截止时间" in mine
     assert "回复“取消1”" not in mine and "回复“预约”" in mine
+
+
+async def test_my_bookings_gives_as_its_example_a_booking_that_can_be_changed(
+    wechat: WeChat, clock: time_machine.Traveller
+) -> None:
+    """With booking 1 past its deadline and booking 2 open, the footer said 回复“取消1”,
+    which was then refused."""
+    await remember()
+    assert "预约成功" in await walk_and_book(wechat, day="今天")
+    assert "预约成功" in await walk_and_book(wechat, category="税务", day="明天")
+
+    mine = await wechat.tap("BOOKING_MINE")
+
+    assert "回复“取消2”取消第2个预约" in mine and "回复“取消1”" not in mine
