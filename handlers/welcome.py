@@ -99,6 +99,12 @@ async def show_help(ctx: Context) -> Reply:
     return await _list_services(ctx, "welcome/help.j2", words="", suggestion="")
 
 
+@router.text("谢谢", "谢谢你", "谢谢您", "多谢", "感谢", "thanks", "thank you")
+async def answer_thanks(ctx: Context) -> Reply:
+    """A thank-you is answered in kind, with how to go on, not as words nobody understood."""
+    return ctx.reply("welcome/thanks.j2")
+
+
 @router.text("取消")
 async def show_what_can_be_cancelled(ctx: Context) -> Reply:
     """A bare 取消 outside any dialog: the words that cancel a number, a booking, a sign-up."""

@@ -58,3 +58,12 @@ async def test_a_mistyped_menu_word_is_offered_the_service_it_looks_like(wechat:
 
     unrelated = await wechat.say("今天天气怎么样呀朋友们")
     assert "您是不是要" not in unrelated and "回复序号" in unrelated
+
+
+async def test_a_thank_you_is_answered_in_kind_not_as_words_not_understood(
+    wechat: WeChat,
+) -> None:
+    """谢谢 got 没能理解“谢谢” and the whole list of services."""
+    reply = await wechat.say("谢谢！")
+
+    assert "不客气" in reply and "没能理解" not in reply and "回复“帮助”" in reply
