@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from bot.dispatcher import Context, Reply, Router, is_number
@@ -256,6 +256,10 @@ async def _ask_confirm(
     person_data = {"name": person.name, "mobile": person.mobile}
     person_data.update(id_last4=person.id_last4, id_hash=person.id_hash)
     await ctx.dialog.go(CONFIRM_STATE, start=start, person=person_data)
+    rules = booking_rules()
+    starts = bookings.local_start(day, start, ctx.services.settings.tz)
+    # Said before the citizen confirms: a slot this close cannot be cancelled once booked.
+    deadline = starts - timedelta(minutes=rules.cancel_deadline_min)
     return ctx.reply(
         "booking/confirm.j2",
         hall=hall.name,
@@ -265,6 +269,8 @@ async def _ask_confirm(
         name=person.name,
         mobile=person.mobile,
         id_last4=person.id_last4,
+        is_changeable=ctx.services.now() < deadline,
+        cancel_before_min=rules.cancel_deadline_min,
     )
 
 

@@ -451,3 +451,17 @@ async def test_my_bookings_gives_as_its_example_a_booking_that_can_be_changed(
     mine = await wechat.tap("BOOKING_MINE")
 
     assert "回复“取消2”取消第2个预约" in mine and "回复“取消1”" not in mine
+
+
+async def test_the_confirmation_warns_before_a_booking_that_cannot_be_changed(
+    wechat: WeChat, clock: time_machine.Traveller
+) -> None:
+    """The slot an hour away was confirmed with no word that it could not be cancelled; the
+    booked reply said so only afterwards."""
+    await remember()
+
+    today = await walk_to_confirm(wechat, day="今天")
+    assert "请确认预约信息" in today and "预约后不能再取消或改约" in today
+    await wechat.say("取消")
+    tomorrow = await walk_to_confirm(wechat)
+    assert "请确认预约信息" in tomorrow and "不能再取消" not in tomorrow
