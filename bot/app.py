@@ -340,16 +340,17 @@ async def _answer(app: web.Application, ctx: Context) -> str:
 
 def _send_soon(app: web.Application, ctx: Context, text: str) -> None:
     """Send a customer-service text once the reply is on its way, kept until sent."""
-
-    async def send() -> None:
-        try:
-            await ctx.services.api.send_text(ctx.openid, clean_text(text))
-        except Exception:
-            log.exception("text after the reply failed service=%s", ctx.service)
-
-    sending = asyncio.ensure_future(send())
+    sending = asyncio.ensure_future(_send_text(ctx, text, "text after the reply"))
     app[LATE_REPLIES].add(sending)
     sending.add_done_callback(app[LATE_REPLIES].discard)
+
+
+async def _send_text(ctx: Context, text: str, what: str) -> None:
+    """Send a customer-service text; a failure is logged as `what` failed, not raised."""
+    try:
+        await ctx.services.api.send_text(ctx.openid, clean_text(text))
+    except Exception:
+        log.exception("%s failed service=%s", what, ctx.service)
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -362,12 +363,8 @@ async def _send_late(ctx: Context, task: asyncio.Future[Reply]) -> None:
     if reply.is_transfer:
         # A hand-over exists only as a passive reply: say how to reach an agent instead.
         reply = ctx.reply("errors/late_transfer.j2")
-    if reply.text is None:
-        return
-    try:
-        await ctx.services.api.send_text(ctx.openid, clean_text(reply.text))
-    except Exception:
-        log.exception("late reply failed service=%s", ctx.service)
+    if reply.text is not None:
+        await _send_text(ctx, reply.text, "late reply")
 
 
 def _reply_xml(incoming: Incoming, reply: Reply) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from bot.dispatcher import Context, Reply, Router, is_number
@@ -258,8 +258,6 @@ async def _ask_confirm(
     await ctx.dialog.go(CONFIRM_STATE, start=start, person=person_data)
     rules = booking_rules()
     starts = bookings.local_start(day, start, ctx.services.settings.tz)
-    # Said before the citizen confirms: a slot this close cannot be cancelled once booked.
-    deadline = starts - timedelta(minutes=rules.cancel_deadline_min)
     return ctx.reply(
         "booking/confirm.j2",
         hall=hall.name,
@@ -269,7 +267,8 @@ async def _ask_confirm(
         name=person.name,
         mobile=person.mobile,
         id_last4=person.id_last4,
-        is_changeable=ctx.services.now() < deadline,
+        # Said before the citizen confirms: a slot this close cannot be cancelled once booked.
+        is_changeable=bookings.is_changeable_at(starts, ctx.services.now(), rules),
         cancel_before_min=rules.cancel_deadline_min,
     )
 
@@ -334,7 +333,7 @@ def _booking_view(
         "cancel_before_min": rules.cancel_deadline_min,
         # A booking made close to its start may be past the deadline to change it.
         "is_changeable": booking.status == "booked"
-        and bookings.is_changeable_at(booking, now, rules),
+        and bookings.is_changeable_at(booking.starts_at, now, rules),
         "remind_before_min": rules.reminder_before_min,
         "phone": hall.phone,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 from datetime import datetime
@@ -11,6 +12,7 @@ from redis.exceptions import RedisError
 from bot import keys
 from bot.dispatcher import Context, Reply, Router, TapInstead
 from config.menu import entries
+from handlers.complaint import service_words
 from models import application, preferences
 from models.booking import forget_citizen
 from models.citizen import Citizen
@@ -32,14 +34,21 @@ async def _list_services(ctx: Context, template: str, **values: object) -> Reply
     """Reply with the numbered list of services, noting when it went out (list_shown_after)."""
     command = ("SET", keys.list_shown_key(ctx.openid), str(ctx.now().timestamp()), "EX",
                keys.LIST_SHOWN_TTL_S)  # fmt: skip
-    try:
-        if ctx.services.batch is not None:
-            await ctx.services.batch.execute(command)
-        else:
+    if ctx.services.batch is not None:
+        # Not awaited: it rides in the reply's round trip, and the reply need not wait for it.
+        ctx.services.batch.execute(command).add_done_callback(_log_unnoted)
+    else:
+        try:
             await ctx.services.redis.execute_command(*command)
-    except (RedisError, OSError) as exc:  # the list matters more than the note of it
-        log.warning("list shown not noted error=%s", type(exc).__name__)
+        except (RedisError, OSError) as exc:  # the list matters more than the note of it
+            log.warning("list shown not noted error=%s", type(exc).__name__)
     return ctx.reply(template, services=_menu_names(), **values)
+
+
+def _log_unnoted(noted: asyncio.Future[list[object]]) -> None:
+    error = None if noted.cancelled() else noted.exception()
+    if error is not None:
+        log.warning("list shown not noted error=%s", type(error).__name__)
 
 
 async def list_shown_after(ctx: Context, moment: datetime) -> bool:
@@ -122,7 +131,7 @@ def closest_menu_word(words: str) -> str:
     """Return the menu word a short mistyped message looks like (取好: 取号), or ""."""
     if not MIN_GUESSED <= len(words) <= MAX_GUESSED:
         return ""
-    known = sorted({w for e in entries().values() for w in (e.name, *e.words)})
+    known = sorted(service_words())
     found = difflib.get_close_matches(words.lower(), known, n=1, cutoff=GUESS_CUTOFF)
     return found[0] if found else ""
 

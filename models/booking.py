@@ -431,18 +431,17 @@ async def booking_of(openid: str, booking_id: int) -> Booking:
     return booking
 
 
-def is_changeable_at(booking: Booking, now: datetime, rules: BookingRules) -> bool:
-    """Tell whether a booking can still be cancelled or moved at `now` (its deadline)."""
-    return now < booking.starts_at - timedelta(minutes=rules.cancel_deadline_min)
+def is_changeable_at(starts_at: datetime, now: datetime, rules: BookingRules) -> bool:
+    """Tell whether a booking starting at `starts_at` can still be cancelled or moved."""
+    return now < starts_at - timedelta(minutes=rules.cancel_deadline_min)
 
 
 async def check_changeable(booking: Booking, now: datetime, rules: BookingRules) -> None:
     if booking.status != "booked":
         raise WrongBookingState(code=booking.code, status=booking.status)
-    if not is_changeable_at(booking, now, rules):
+    if not is_changeable_at(booking.starts_at, now, rules):
         # Past the deadline a call to the hall is the way left: its number, not a search.
-        halls = {hall.id: hall for hall in await cached_halls()}
-        hall = halls.get(booking.hall_id)
+        hall = next((h for h in await cached_halls() if h.id == booking.hall_id), None)
         raise TooLateToChange(
             code=booking.code,
             deadline_min=rules.cancel_deadline_min,

@@ -4,7 +4,7 @@ named after it, and behaviour it probed and found held."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,14 +13,17 @@ import time_machine
 from aiohttp.test_utils import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.app import SERVICES, WEBHOOK_PATH
+from bot.app import SERVICES, WEBHOOK_PATH, create_app
 from bot.platform_sim import Platform
 from bot.redis_conn import RedisBatch
 from bot.services import Services
+from bot.standin import StandIn
 from config.menu import entries
 from models import feedback
 from models.feedback import Evaluation, FollowUp
-from tests.conftest import OPENID, WeChat, _content
+from tests.bot.test_late_reply import customer_service_texts
+from tests.conftest import OPENID, WeChat, _content, make_settings, start_client
+from tests.handlers.test_consult import FRIDAY_10, FRIDAY_1830
 from tests.handlers.test_evaluation import finish_by_staff
 from tests.models.test_queue import MONDAY_10
 
@@ -168,14 +171,6 @@ async def test_a_digit_from_the_list_is_no_rating_when_the_invitation_was_muted(
 
 
 # 2. The text after a hand-over ------------------------------------------------------------
-
-from collections.abc import AsyncIterator  # noqa: E402
-
-from bot.app import create_app  # noqa: E402
-from bot.standin import StandIn  # noqa: E402
-from tests.bot.test_late_reply import customer_service_texts  # noqa: E402
-from tests.conftest import make_settings, start_client  # noqa: E402
-from tests.handlers.test_consult import FRIDAY_10, FRIDAY_1830  # noqa: E402
 
 
 @pytest.fixture
